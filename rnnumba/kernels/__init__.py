@@ -1,0 +1,45 @@
+"""Numeric kernels: one module per cell per backend, with the same names and signatures.
+
+Every cell module (``cpu/rnn.py``, ``cpu/lstm.py``, ``cpu/gru.py`` and their ``cuda/``
+twins) exposes the same three functions, and each backend has a ``common`` module with the
+two GEMM phases shared by all cells. The layer above (:class:`rnnumba.Recurrent`) runs one
+layer and direction at a time as four phases::
+
+    project_input(x, w_ih, b_ih, proj)                       # common: proj = x @ w_ih.T + b_ih
+    forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act,
+                     out, col, cache, h_n, c_n)               # cell: the recurrence
+    backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
+                      grad_out, grad_h_n, grad_c_n,
+                      h_prev, d_ih, d_hh, grad_h0, grad_c0)   # cell: BPTT, per-step part
+    weight_gradients(x, h_prev, d_ih, d_hh, w_ih,
+                     grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
+                     grad_x)                                   # common: GEMMs after the loop
+
+Conventions (all arrays C-contiguous, one float dtype per call, ``G`` gates per cell):
+
+- Time-major storage: ``x`` is ``(T, N, I)``, ``proj`` and ``d_ih``/``d_hh`` are
+  ``(T, N, G*H)``, ``out`` and ``grad_out`` are ``(T, N, D*H)`` and this direction owns the
+  columns ``col:col+H``. Weights are in PyTorch's layout: ``w_ih`` ``(G*H, I)``, ``w_hh``
+  ``(G*H, H)``, biases ``(G*H,)``, gate order as PyTorch (LSTM i,f,g,o; GRU r,z,n).
+- ``lengths`` is ``int64 (N,)`` with values in ``0..T`` (validated by the caller; 0 is allowed
+  internally, e.g. for truncated BPTT chunks). Step ``t`` of row ``n`` is active iff
+  ``t < lengths[n]``. Inactive steps leave the state unchanged and write zeros to ``out``, so
+  the forward direction ends at each row's own last step and the reverse direction
+  (``reverse=True``, ``t`` from ``T-1`` down to 0) starts there.
+- ``act`` selects the vanilla RNN nonlinearity (0 tanh, 1 relu); other cells ignore it.
+- ``c0``, ``c_n``, ``grad_c_n``, ``grad_c0`` are ``(N, H)`` for the LSTM; other cells take
+  ``(0, 0)`` placeholder arrays and ignore them.
+- ``cache`` ``(T, N, K)`` keeps what BPTT needs beyond ``out``: RNN ``K=0`` (the output is the
+  state), LSTM ``K=5H`` (i, f, g, o after activation, then c), GRU ``K=4H`` (r, z, n after
+  activation, then ``W_hn h + b_hn``). ``cache_width(H)`` in each cell module says ``K``.
+- ``b_hh`` is added in the recurrence (not folded into ``proj``) because the GRU needs
+  ``b_hn`` inside the reset product.
+- Backward writes the pre-activation gradients: ``d_ih`` is what multiplies the input
+  projection, ``d_hh`` what multiplies the recurrent one. They are equal except for the GRU's
+  n gate, so RNN and LSTM callers may pass the same array twice. Inactive steps get zeros.
+  ``h_prev`` ``(T, N, H)`` receives the state each step started from, for the ``w_hh`` GEMM.
+  ``grad_h0``/``grad_c0`` receive the gradient at the initial state.
+- ``weight_gradients`` *adds* into ``grad_w_*``/``grad_b_*`` and ``grad_x`` (so directions and
+  repeated calls accumulate); the caller zeroes them first.
+- Nothing allocates inside the time loop; all workspace comes from the caller.
+"""

@@ -1,0 +1,60 @@
+"""Vanilla RNN (tanh or relu) on the CPU: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``."""
+
+import numpy as np
+
+from ._jit import kernel, rnn_point, rnn_point_backward
+from ._state import gather_previous, recurrent_gradient
+
+GATES = 1
+
+
+def cache_width(hidden_size):
+    """Columns of ``cache`` per step: none, the output holds the state."""
+    return 0
+
+
+@kernel
+def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n, c_n):
+    """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`."""
+    steps, batch, _ = proj.shape
+    hidden = w_hh.shape[1]
+    h = h_n
+    h[:, :] = h0
+    rec = np.empty((batch, hidden), dtype=proj.dtype)
+    w_hh_t = w_hh.T
+    for s in range(steps):
+        t = steps - 1 - s if reverse else s
+        np.dot(h, w_hh_t, rec)
+        for n in range(batch):
+            if t < lengths[n]:
+                for j in range(hidden):
+                    value = rnn_point(proj[t, n, j] + rec[n, j] + b_hh[j], act)
+                    h[n, j] = value
+                    out[t, n, col + j] = value
+            else:
+                for j in range(hidden):
+                    out[t, n, col + j] = 0.0
+
+
+@kernel
+def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
+                      grad_out, grad_h_n, grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0):
+    """BPTT of one layer and direction; writes ``d_ih`` only (``d_hh`` is the same)."""
+    steps, batch, _ = out.shape
+    hidden = w_hh.shape[1]
+    gather_previous(out, col, h0, lengths, reverse, h_prev)
+    dh = grad_h0
+    dh[:, :] = grad_h_n
+    dh_rec = np.empty((batch, hidden), dtype=out.dtype)
+    shortest = lengths.min()
+    for s in range(steps):
+        t = s if reverse else steps - 1 - s
+        d_t = d_ih[t]
+        for n in range(batch):
+            if t < lengths[n]:
+                for j in range(hidden):
+                    d_t[n, j] = rnn_point_backward(
+                        dh[n, j] + grad_out[t, n, col + j], out[t, n, col + j], act)
+            else:
+                d_t[n, :] = 0.0
+        recurrent_gradient(d_t, w_hh, t, lengths, t < shortest, dh_rec, dh, False)

@@ -1,0 +1,413 @@
+"""``Recurrent``: a stack of RNN, LSTM or GRU layers that mirrors PyTorch's layers."""
+
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from .backend import cell_kernels, resolve_device
+from .kernels.gates import ACT_RELU, ACT_TANH
+from .params import buffer_size, init_uniform, make_views, parameter_shapes
+
+CELLS = ("rnn", "lstm", "gru")
+NONLINEARITIES = {"tanh": ACT_TANH, "relu": ACT_RELU}
+DTYPES = ("float32", "float64")
+
+
+class Recurrent:
+    """Stacked, optionally bidirectional RNN/LSTM/GRU with Numba kernels.
+
+    Weights, shapes, gate order and results equal ``torch.nn.RNN/LSTM/GRU(batch_first=True)``.
+
+    Parameters
+    ----------
+    cell : {"rnn", "lstm", "gru"}, default="lstm"
+    input_size : int
+        Features per time step.
+    hidden_size : int
+        Units per layer and direction.
+    num_layers : int, default=1
+    bidirectional : bool, default=False
+    nonlinearity : {"tanh", "relu"}, default="tanh"
+        Activation of the ``"rnn"`` cell.
+    dropout : float in [0, 1), default=0.0
+        Dropout on the outputs of every layer but the last, in training mode only.
+    dtype : {"float32", "float64"}, default="float32"
+    device : {"cpu", "auto"}, default="cpu"
+    random_state : int, RandomState or None
+        Seeds the initialisation (uniform in ``±1/sqrt(hidden_size)``) and dropout masks.
+
+    Attributes
+    ----------
+    flat_params : ndarray of shape (n_params,)
+        All weights in ``state_dict`` order; every weight is a view of it. Assigning to it
+        copies into the buffer.
+    flat_grads : ndarray of shape (n_params,)
+        Gradients from the latest :meth:`backward`, same layout.
+    training : bool
+        Whether dropout is applied; see :meth:`train` and :meth:`eval`.
+    """
+
+    def __init__(self, cell="lstm", input_size=None, hidden_size=None, num_layers=1,
+                 bidirectional=False, nonlinearity="tanh", dropout=0.0, dtype="float32",
+                 device="cpu", random_state=None):
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+        self.cell = cell
+        self.input_size = _positive_int(input_size, "input_size")
+        self.hidden_size = _positive_int(hidden_size, "hidden_size")
+        self.num_layers = _positive_int(num_layers, "num_layers")
+        if not isinstance(bidirectional, (bool, np.bool_)):
+            raise TypeError(f"bidirectional must be a bool, got {bidirectional!r}")
+        self.bidirectional = bool(bidirectional)
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        if cell != "rnn" and nonlinearity != "tanh":
+            raise ValueError(f"nonlinearity applies to cell='rnn' only, not cell={cell!r}")
+        self.nonlinearity = nonlinearity
+        if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Real)
+                or not 0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        if str(np.dtype(dtype) if _is_dtype_like(dtype) else dtype) not in DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.dtype = np.dtype(dtype)
+        self.device = resolve_device(device)
+        self.training = True
+        self._rng = check_random_state(random_state)
+        self._shapes = parameter_shapes(cell, self.input_size, self.hidden_size,
+                                        self.num_layers, self.bidirectional)
+        size = buffer_size(self._shapes)
+        self._flat_params = np.empty(size, dtype=self.dtype)
+        self._flat_grads = np.zeros(size, dtype=self.dtype)
+        self._bind_views()
+        self.reset_parameters()
+
+    # ----------------------------------------------------------------- parameters
+    @property
+    def num_directions(self):
+        """1, or 2 when bidirectional."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def flat_params(self):
+        return self._flat_params
+
+    @flat_params.setter
+    def flat_params(self, values):
+        values = np.asarray(values)
+        if values.shape != self._flat_params.shape:
+            raise ValueError(f"flat_params must have shape {self._flat_params.shape}, "
+                             f"got {values.shape}")
+        self._flat_params[...] = values
+
+    @property
+    def flat_grads(self):
+        return self._flat_grads
+
+    def reset_parameters(self):
+        """Draw new weights, uniform in ``±1/sqrt(hidden_size)`` as PyTorch does."""
+        init_uniform(self._flat_params, self.hidden_size, self._rng)
+
+    def state_dict(self):
+        """Return copies of the weights under PyTorch's names, shapes and gate order."""
+        return {name: view.copy() for name, view in self._params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Copy weights from a PyTorch-style dict of array-likes; every key and shape is checked."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        expected = dict(self._shapes)
+        missing = [name for name in expected if name not in state_dict]
+        extra = [str(name) for name in state_dict if name not in expected]
+        if missing or extra:
+            raise ValueError(f"state_dict does not match this network: missing keys {missing}, "
+                             f"unexpected keys {extra}")
+        arrays = {}
+        for name, shape in expected.items():
+            value = _numeric_array(state_dict[name], f"state_dict[{name!r}]")
+            if value.shape != shape:
+                raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, "
+                                 f"expected {shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"state_dict[{name!r}] contains NaN or infinity")
+            arrays[name] = value
+        for name, value in arrays.items():
+            self._params[name][...] = value
+
+    def train(self, mode=True):
+        """Switch dropout on (``mode=True``) or off; returns ``self``."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Switch dropout off; returns ``self``."""
+        return self.train(False)
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, X, lengths=None, hx=None):
+        """Run the network over a padded batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, T, input_size)
+        lengths : array-like of N ints in 1..T, optional
+            Sequence ``n`` uses its first ``lengths[n]`` steps, as PyTorch's
+            ``pack_padded_sequence(..., enforce_sorted=False)``.
+        hx : array of shape (num_layers*D, N, hidden_size), or ``(h0, c0)`` for the LSTM
+
+        Returns
+        -------
+        output : ndarray of shape (N, T, D*hidden_size)
+            Zero past each sequence's end.
+        h_n : ndarray of shape (num_layers*D, N, hidden_size), or ``(h_n, c_n)`` for the LSTM
+        """
+        X = self._check_input(X)
+        n_seq, steps, _ = X.shape
+        lengths = _check_lengths(lengths, n_seq, steps)
+        hx = self._check_hx(hx, n_seq)
+        return self._forward_unchecked(X, lengths, hx)
+
+    __call__ = forward
+
+    def _forward_unchecked(self, X, lengths, hx=None):
+        """:meth:`forward` without validation: ``X`` C-contiguous of the network dtype,
+        ``lengths`` int64 in ``0..T`` (0 passes the state through), ``hx`` checked or None."""
+        common, kernels = cell_kernels(self.device, self.cell)
+        n_seq, steps, _ = X.shape
+        layers, dirs, hidden = self.num_layers, self.num_directions, self.hidden_size
+        h0, c0 = self._initial_states(hx, n_seq)
+        lstm = self.cell == "lstm"
+        h_n = np.empty((layers * dirs, n_seq, hidden), dtype=self.dtype)
+        c_n = np.empty_like(h_n) if lstm else None
+        proj = np.empty((steps, n_seq, kernels.GATES * hidden), dtype=self.dtype)
+        act = NONLINEARITIES[self.nonlinearity]
+        layer_input = np.ascontiguousarray(X.transpose(1, 0, 2))
+        inputs, outputs, caches, masks = [], [], [], []
+        for layer in range(layers):
+            out = np.empty((steps, n_seq, dirs * hidden), dtype=self.dtype)
+            caches.append([])
+            for direction in range(dirs):
+                k = layer * dirs + direction
+                weights = self._layer_weights(layer, direction)
+                cache = np.empty((steps, n_seq, kernels.cache_width(hidden)), dtype=self.dtype)
+                common.project_input(layer_input, weights["weight_ih"], weights["bias_ih"], proj)
+                kernels.forward_sequence(
+                    proj, weights["weight_hh"], weights["bias_hh"], h0[k], self._cell_state(c0, k),
+                    lengths, direction == 1, act, out, direction * hidden, cache, h_n[k],
+                    self._cell_state(c_n, k))
+                caches[-1].append(cache)
+            inputs.append(layer_input)
+            outputs.append(out)
+            mask = None
+            if layer < layers - 1 and self.training and self.dropout > 0.0:
+                keep = 1.0 - self.dropout
+                mask = (self._rng.random_sample(out.shape) < keep).astype(self.dtype) / keep
+                layer_input = out * mask
+            else:
+                layer_input = out
+            masks.append(mask)
+        self._activations = {"lengths": lengths, "h0": h0, "c0": c0, "inputs": inputs,
+                             "outputs": outputs, "caches": caches, "masks": masks}
+        output = np.ascontiguousarray(outputs[-1].transpose(1, 0, 2))
+        return output, ((h_n, c_n) if lstm else h_n)
+
+    # ----------------------------------------------------------------- backward
+    def backward(self, grad_output=None, grad_h_n=None, grad_c_n=None):
+        """Backpropagate through time from the latest :meth:`forward`.
+
+        Parameters
+        ----------
+        grad_output : array of shape (N, T, D*hidden_size), optional (zeros)
+        grad_h_n, grad_c_n : array of shape (num_layers*D, N, hidden_size), optional (zeros)
+            ``grad_c_n`` is for the LSTM only.
+
+        Returns
+        -------
+        dict
+            Every ``state_dict`` key mapped to its gradient, plus ``"input"`` (dX), ``"h0"``
+            and, for the LSTM, ``"c0"``. :attr:`flat_grads` holds the same weight gradients.
+        """
+        acts = getattr(self, "_activations", None)
+        if acts is None:
+            raise RuntimeError("backward() needs the activations of a forward() call first")
+        n_seq = acts["h0"].shape[1]
+        steps = acts["outputs"][0].shape[0]
+        out_shape = (n_seq, steps, self.num_directions * self.hidden_size)
+        state_shape = acts["h0"].shape
+        grad_output = self._check_grad(grad_output, out_shape, "grad_output")
+        grad_h_n = self._check_grad(grad_h_n, state_shape, "grad_h_n")
+        if self.cell == "lstm":
+            grad_c_n = self._check_grad(grad_c_n, state_shape, "grad_c_n")
+        elif grad_c_n is not None:
+            raise ValueError(f"grad_c_n applies to cell='lstm' only, not cell={self.cell!r}")
+        return self._backward_unchecked(np.ascontiguousarray(grad_output.transpose(1, 0, 2)),
+                                        grad_h_n, grad_c_n)
+
+    def _backward_unchecked(self, grad_out_tm, grad_h_n, grad_c_n, need_input_grad=True):
+        """:meth:`backward` on checked arrays; ``grad_out_tm`` is time-major (T, N, D*H)."""
+        common, kernels = cell_kernels(self.device, self.cell)
+        acts = self._activations
+        lengths, h0, c0 = acts["lengths"], acts["h0"], acts["c0"]
+        steps, n_seq, _ = grad_out_tm.shape
+        dirs, hidden = self.num_directions, self.hidden_size
+        act = NONLINEARITIES[self.nonlinearity]
+        self._flat_grads[:] = 0.0
+        grad_h0 = np.empty_like(h0)
+        grad_c0 = np.empty_like(h0) if self.cell == "lstm" else None
+        h_prev = np.empty((steps, n_seq, hidden), dtype=self.dtype)
+        d_ih = np.empty((steps, n_seq, kernels.GATES * hidden), dtype=self.dtype)
+        d_hh = np.empty_like(d_ih) if self.cell == "gru" else d_ih
+        grad_layer_out = grad_out_tm
+        for layer in reversed(range(self.num_layers)):
+            layer_input = acts["inputs"][layer]
+            grad_input = np.zeros_like(layer_input)
+            for direction in range(dirs):
+                k = layer * dirs + direction
+                weights = self._layer_weights(layer, direction)
+                grads = self._layer_weights(layer, direction, self._grads)
+                kernels.backward_sequence(
+                    weights["weight_hh"], weights["bias_hh"], h0[k], self._cell_state(c0, k),
+                    lengths, direction == 1, act, acts["outputs"][layer], direction * hidden,
+                    acts["caches"][layer][direction], grad_layer_out, grad_h_n[k],
+                    self._cell_state(grad_c_n, k), h_prev, d_ih, d_hh, grad_h0[k],
+                    self._cell_state(grad_c0, k))
+                common.weight_gradients(layer_input, h_prev, d_ih, d_hh, weights["weight_ih"],
+                                 grads["weight_ih"], grads["weight_hh"], grads["bias_ih"],
+                                 grads["bias_hh"], grad_input)
+            if layer > 0 and acts["masks"][layer - 1] is not None:
+                grad_input *= acts["masks"][layer - 1]
+            grad_layer_out = grad_input
+        result = {name: view.copy() for name, view in self._grads.items()}
+        result["input"] = np.ascontiguousarray(grad_layer_out.transpose(1, 0, 2))
+        result["h0"] = grad_h0
+        if self.cell == "lstm":
+            result["c0"] = grad_c0
+        return result
+
+    # ----------------------------------------------------------------- helpers
+    def _bind_views(self):
+        self._params = make_views(self._flat_params, self._shapes)
+        self._grads = make_views(self._flat_grads, self._shapes)
+
+    def _layer_weights(self, layer, direction, views=None):
+        views = self._params if views is None else views
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        return {kind: views[kind + suffix]
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+
+    def _placeholder(self):
+        return np.empty((0, 0), dtype=self.dtype)
+
+    def _cell_state(self, states, k):
+        return self._placeholder() if states is None else states[k]
+
+    def _initial_states(self, hx, n_seq):
+        shape = (self.num_layers * self.num_directions, n_seq, self.hidden_size)
+        if self.cell == "lstm":
+            h0, c0 = hx if hx is not None else (None, None)
+            c0 = np.zeros(shape, dtype=self.dtype) if c0 is None else c0
+        else:
+            h0, c0 = hx, None
+        h0 = np.zeros(shape, dtype=self.dtype) if h0 is None else h0
+        return h0, c0
+
+    def _check_input(self, X):
+        X = _numeric_array(X, "X")
+        if X.ndim != 3:
+            raise ValueError(f"X must be 3-D (N, T, input_size), got shape {X.shape}")
+        n_seq, steps, features = X.shape
+        if features != self.input_size:
+            raise ValueError(f"X has {features} features per step, the network's input_size "
+                             f"is {self.input_size}")
+        if n_seq == 0:
+            raise ValueError("X holds no sequences (N == 0)")
+        if steps == 0:
+            raise ValueError("X has an empty time axis (T == 0)")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or infinity")
+        return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def _check_hx(self, hx, n_seq):
+        if hx is None:
+            return None
+        shape = (self.num_layers * self.num_directions, n_seq, self.hidden_size)
+        if self.cell == "lstm":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("hx for the LSTM must be a tuple (h0, c0)")
+            return tuple(self._check_state(s, shape, name) for s, name in zip(hx, ("h0", "c0")))
+        return self._check_state(hx, shape, "hx")
+
+    def _check_state(self, value, shape, name):
+        value = _numeric_array(value, name)
+        if value.shape != shape:
+            raise ValueError(f"{name} must have shape {shape} (num_layers*D, N, hidden_size), "
+                             f"got {value.shape}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} contains NaN or infinity")
+        return np.ascontiguousarray(value, dtype=self.dtype)
+
+    def _check_grad(self, value, shape, name):
+        if value is None:
+            return np.zeros(shape, dtype=self.dtype)
+        return self._check_state(value, shape, name)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for transient in ("_params", "_grads", "_activations"):
+            state.pop(transient, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._bind_views()
+
+    def __repr__(self):
+        extra = f", nonlinearity={self.nonlinearity!r}" if self.cell == "rnn" else ""
+        return (f"Recurrent(cell={self.cell!r}, input_size={self.input_size}, "
+                f"hidden_size={self.hidden_size}, num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}{extra}, dtype={str(self.dtype)!r}, "
+                f"device={self.device!r})")
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+def _is_dtype_like(value):
+    try:
+        np.dtype(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _numeric_array(value, name):
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    return array
+
+
+def _check_lengths(lengths, n_seq, steps):
+    """Validate ``lengths`` against a batch of ``n_seq`` sequences of ``steps`` steps."""
+    if lengths is None:
+        return np.full(n_seq, steps, dtype=np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+    if lengths.shape != (n_seq,):
+        raise ValueError(f"lengths must have one entry per sequence, shape ({n_seq},), "
+                         f"got {lengths.shape}")
+    if lengths.min() < 1 or lengths.max() > steps:
+        raise ValueError(f"lengths must lie in 1..{steps} (the time axis of X), got values "
+                         f"from {lengths.min()} to {lengths.max()}")
+    return np.ascontiguousarray(lengths, dtype=np.int64)

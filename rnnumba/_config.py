@@ -20,4 +20,6 @@ def _flag(name, default):
 FASTMATH = _flag("RNNUMBA_FASTMATH", "0")
 CACHE = _flag("RNNUMBA_CACHE", "1")
 
-JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH}
+# error_model="numpy": a float division yields inf/nan instead of a zero check per element,
+# which is what lets LLVM vectorise the elementwise passes.
+JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model": "numpy"}

@@ -19,11 +19,15 @@ def sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
+def tanh(x):
+    return math.tanh(x)
+
+
 def rnn_point(a, act):
     """Vanilla RNN: ``h = tanh(a)`` or ``relu(a)``."""
     if act == ACT_RELU:
         return max(a, 0.0)
-    return math.tanh(a)
+    return tanh(a)
 
 
 def rnn_point_backward(dh, h, act):
@@ -37,16 +41,16 @@ def lstm_point(a_i, a_f, a_g, a_o, c_prev):
     """LSTM step: returns ``(i, f, g, o, c, h)``."""
     i = sigmoid(a_i)
     f = sigmoid(a_f)
-    g = math.tanh(a_g)
+    g = tanh(a_g)
     o = sigmoid(a_o)
     c = f * c_prev + i * g
-    h = o * math.tanh(c)
+    h = o * tanh(c)
     return i, f, g, o, c, h
 
 
 def lstm_point_backward(dh, dc, i, f, g, o, c, c_prev):
     """LSTM step backward: returns ``(da_i, da_f, da_g, da_o, dc_prev)``."""
-    tanh_c = math.tanh(c)
+    tanh_c = tanh(c)
     dc_total = dc + dh * o * (1.0 - tanh_c * tanh_c)
     da_i = dc_total * g * i * (1.0 - i)
     da_f = dc_total * c_prev * f * (1.0 - f)
@@ -62,7 +66,7 @@ def gru_point(a_r, a_z, a_n, hn, h_prev):
     """
     r = sigmoid(a_r)
     z = sigmoid(a_z)
-    n = math.tanh(a_n + r * hn)
+    n = tanh(a_n + r * hn)
     h = (1.0 - z) * n + z * h_prev
     return r, z, n, h
 
@@ -79,8 +83,8 @@ def gru_point_backward(dh, r, z, n, hn, h_prev):
     return da_r, da_z, da_n, da_n * r, dh * z
 
 
+_PRIMITIVES = ("sigmoid", "tanh")
 _GATE_FUNCTIONS = (
-    "sigmoid",
     "rnn_point",
     "rnn_point_backward",
     "lstm_point",
@@ -90,14 +94,22 @@ _GATE_FUNCTIONS = (
 )
 
 
-def compile_for(decorator):
+def compile_for(decorator, primitives=None):
     """Compile every gate function with ``decorator`` (e.g. ``njit`` or ``cuda.jit(device=True)``).
 
     The functions are cloned into one namespace so that each calls the *compiled* versions of
-    the others (``lstm_point`` calls the compiled ``sigmoid``). Returns that namespace.
+    the others. ``primitives`` may replace ``sigmoid``/``tanh`` with a target's own compiled
+    versions (the CPU uses vectorisable float32 approximations). Returns the namespace.
     """
     namespace = {"math": math, "ACT_TANH": ACT_TANH, "ACT_RELU": ACT_RELU}
+    primitives = dict(primitives or {})
+    for name in _PRIMITIVES:
+        if name not in primitives:
+            source = globals()[name]
+            primitives[name] = decorator(types.FunctionType(source.__code__, namespace, name))
+    namespace.update(primitives)
     for name in _GATE_FUNCTIONS:
         source = globals()[name]
         namespace[name] = decorator(types.FunctionType(source.__code__, namespace, name))
-    return types.SimpleNamespace(**{name: namespace[name] for name in _GATE_FUNCTIONS})
+    return types.SimpleNamespace(**{name: namespace[name]
+                                    for name in _PRIMITIVES + _GATE_FUNCTIONS})

@@ -26,25 +26,26 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
         t = steps - 1 - s if reverse else s
         np.dot(h, w_hh_t, rec)
         for n in range(batch):
+            y = out[t, n, col:col + hid]
             if t < lengths[n]:
                 p = proj[t, n]
                 r = rec[n]
                 keep = cache[t, n]
+                h_row = h[n]
                 for j in range(hid):
                     hn = r[2 * hid + j] + b_hh[2 * hid + j]
                     rj, zj, nj, hj = gru_point(
                         p[j] + r[j] + b_hh[j],
                         p[hid + j] + r[hid + j] + b_hh[hid + j],
-                        p[2 * hid + j], hn, h[n, j])
+                        p[2 * hid + j], hn, h_row[j])
                     keep[j] = rj
                     keep[hid + j] = zj
                     keep[2 * hid + j] = nj
                     keep[3 * hid + j] = hn
-                    h[n, j] = hj
-                    out[t, n, col + j] = hj
+                    h_row[j] = hj
+                y[:] = h_row
             else:
-                for j in range(hid):
-                    out[t, n, col + j] = 0.0
+                y[:] = 0.0
 
 
 @kernel
@@ -66,18 +67,20 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
                 keep = cache[t, n]
                 di = di_t[n]
                 dr = dh_t[n]
+                dh_row = dh[n]
+                g = grad_out[t, n, col:col + hid]
+                hp = h_prev[t, n]
                 for j in range(hid):
                     da_r, da_z, da_n, dhn, direct = gru_point_backward(
-                        dh[n, j] + grad_out[t, n, col + j],
-                        keep[j], keep[hid + j], keep[2 * hid + j], keep[3 * hid + j],
-                        h_prev[t, n, j])
+                        dh_row[j] + g[j],
+                        keep[j], keep[hid + j], keep[2 * hid + j], keep[3 * hid + j], hp[j])
                     di[j] = da_r
                     di[hid + j] = da_z
                     di[2 * hid + j] = da_n
                     dr[j] = da_r
                     dr[hid + j] = da_z
                     dr[2 * hid + j] = dhn
-                    dh[n, j] = direct
+                    dh_row[j] = direct
             else:
                 di_t[n, :] = 0.0
                 dh_t[n, :] = 0.0

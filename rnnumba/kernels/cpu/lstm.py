@@ -28,28 +28,31 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
         t = steps - 1 - s if reverse else s
         np.dot(h, w_hh_t, rec)
         for n in range(batch):
+            y = out[t, n, col:col + hid]
             if t < lengths[n]:
                 p = proj[t, n]
                 r = rec[n]
                 keep = cache[t, n]
+                c_row = c[n]
+                h_row = h[n]
                 for j in range(hid):
                     i, f, g, o, cj, hj = lstm_point(
                         p[j] + r[j] + b_hh[j],
                         p[hid + j] + r[hid + j] + b_hh[hid + j],
                         p[2 * hid + j] + r[2 * hid + j] + b_hh[2 * hid + j],
                         p[3 * hid + j] + r[3 * hid + j] + b_hh[3 * hid + j],
-                        c[n, j])
+                        c_row[j])
                     keep[j] = i
                     keep[hid + j] = f
                     keep[2 * hid + j] = g
                     keep[3 * hid + j] = o
-                    keep[4 * hid + j] = cj
-                    c[n, j] = cj
-                    h[n, j] = hj
-                    out[t, n, col + j] = hj
+                    c_row[j] = cj
+                    h_row[j] = hj
+                # Separate copies keep the loop above to few stored streams (vectorised).
+                keep[4 * hid:5 * hid] = c_row
+                y[:] = h_row
             else:
-                for j in range(hid):
-                    out[t, n, col + j] = 0.0
+                y[:] = 0.0
 
 
 @kernel
@@ -73,18 +76,23 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
             if t < lengths[n]:
                 keep = cache[t, n]
                 d = d_t[n]
-                has_prev = 0 <= prev < lengths[n]
+                dh_row = dh[n]
+                dc_row = dc[n]
+                g = grad_out[t, n, col:col + hid]
+                if 0 <= prev < lengths[n]:
+                    c_prev = cache[prev, n, 4 * hid:5 * hid]
+                else:
+                    c_prev = c0[n, :]
                 for j in range(hid):
-                    c_prev = cache[prev, n, 4 * hid + j] if has_prev else c0[n, j]
                     da_i, da_f, da_g, da_o, dc_prev = lstm_point_backward(
-                        dh[n, j] + grad_out[t, n, col + j], dc[n, j],
+                        dh_row[j] + g[j], dc_row[j],
                         keep[j], keep[hid + j], keep[2 * hid + j], keep[3 * hid + j],
-                        keep[4 * hid + j], c_prev)
+                        keep[4 * hid + j], c_prev[j])
                     d[j] = da_i
                     d[hid + j] = da_f
                     d[2 * hid + j] = da_g
                     d[3 * hid + j] = da_o
-                    dc[n, j] = dc_prev
+                    dc_row[j] = dc_prev
             else:
                 d_t[n, :] = 0.0
         recurrent_gradient(d_t, w_hh, t, lengths, t < shortest, dh_rec, dh, False)

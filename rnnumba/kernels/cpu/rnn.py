@@ -26,14 +26,17 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
         t = steps - 1 - s if reverse else s
         np.dot(h, w_hh_t, rec)
         for n in range(batch):
+            y = out[t, n, col:col + hidden]
             if t < lengths[n]:
+                p = proj[t, n]
+                r = rec[n]
+                h_row = h[n]
                 for j in range(hidden):
-                    value = rnn_point(proj[t, n, j] + rec[n, j] + b_hh[j], act)
-                    h[n, j] = value
-                    out[t, n, col + j] = value
+                    value = rnn_point(p[j] + r[j] + b_hh[j], act)
+                    h_row[j] = value
+                    y[j] = value
             else:
-                for j in range(hidden):
-                    out[t, n, col + j] = 0.0
+                y[:] = 0.0
 
 
 @kernel
@@ -51,10 +54,13 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
         t = s if reverse else steps - 1 - s
         d_t = d_ih[t]
         for n in range(batch):
+            d = d_t[n]
             if t < lengths[n]:
+                dh_row = dh[n]
+                g = grad_out[t, n, col:col + hidden]
+                y = out[t, n, col:col + hidden]
                 for j in range(hidden):
-                    d_t[n, j] = rnn_point_backward(
-                        dh[n, j] + grad_out[t, n, col + j], out[t, n, col + j], act)
+                    d[j] = rnn_point_backward(dh_row[j] + g[j], y[j], act)
             else:
-                d_t[n, :] = 0.0
+                d[:] = 0.0
         recurrent_gradient(d_t, w_hh, t, lengths, t < shortest, dh_rec, dh, False)

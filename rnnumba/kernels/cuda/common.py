@@ -1,0 +1,110 @@
+"""GEMM phases shared by every cell on the GPU: a tiled shared-memory GEMM written in Numba.
+
+``gemm`` computes ``C (+)= op(A) @ op(B) (+ bias)`` with ``op`` an optional transpose, in
+``GEMM_TILE x GEMM_TILE`` tiles staged through shared memory; each thread owns one element of
+``C`` and sums its products in a fixed order, so results are deterministic (no atomics).
+``project_input`` and ``weight_gradients`` have the signatures of their CPU twins and take
+device arrays (host NumPy arrays also work; they are copied in and out).
+"""
+
+from numba import cuda
+
+from . import _jit
+from ._jit import blocks, cached_factory, numba_type, on_device
+
+
+@cached_factory
+def _gemm_kernel(tile, dtype):
+    dt = numba_type(dtype)
+
+    def gemm(a, b, c, bias, trans_a, trans_b, accumulate, use_bias):
+        tile_a = cuda.shared.array((tile, tile), dtype=dt)
+        tile_b = cuda.shared.array((tile, tile), dtype=dt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        row = cuda.blockIdx.y * tile + ty
+        col = cuda.blockIdx.x * tile + tx
+        rows = c.shape[0]
+        cols = c.shape[1]
+        depth = a.shape[0] if trans_a else a.shape[1]
+        acc = dt(0.0)
+        for k0 in range(0, depth, tile):
+            # A(row, k0 + tx) and B(k0 + ty, col), zero outside the matrices.
+            k = k0 + tx
+            value = dt(0.0)
+            if row < rows and k < depth:
+                value = a[k, row] if trans_a else a[row, k]
+            tile_a[ty, tx] = value
+            k = k0 + ty
+            value = dt(0.0)
+            if col < cols and k < depth:
+                value = b[col, k] if trans_b else b[k, col]
+            tile_b[ty, tx] = value
+            cuda.syncthreads()
+            for kk in range(tile):
+                acc += tile_a[ty, kk] * tile_b[kk, tx]
+            cuda.syncthreads()
+        if row < rows and col < cols:
+            if use_bias:
+                acc += bias[col]
+            if accumulate:
+                c[row, col] += acc
+            else:
+                c[row, col] = acc
+
+    return cuda.jit(gemm)
+
+
+@cuda.jit
+def _column_sums_kernel(d, out):
+    """``out[j] += sum_i d[i, j]``: one thread per column, rows in order (deterministic)."""
+    j = cuda.grid(1)
+    if j < d.shape[1]:
+        total = d[0, j]
+        for i in range(1, d.shape[0]):
+            total += d[i, j]
+        out[j] += total
+
+
+def gemm(a, b, c, trans_a=False, trans_b=False, accumulate=False, bias=None):
+    """``c (+)= op(a) @ op(b) (+ bias)`` on 2-D C-contiguous device arrays of one dtype."""
+    rows, cols = c.shape
+    if rows == 0 or cols == 0:
+        return
+    tile = _jit.GEMM_TILE
+    kernel = _gemm_kernel(tile, c.dtype)
+    use_bias = bias is not None
+    kernel[(blocks(cols, tile), blocks(rows, tile)), (tile, tile)](
+        a, b, c, bias if use_bias else c[0], trans_a, trans_b, accumulate, use_bias)
+
+
+def column_sums(d, out):
+    """``out += d.sum(axis=0)`` for a 2-D device array ``d``."""
+    if d.shape[0] and d.shape[1]:
+        block = _jit.ELEMENTWISE_BLOCK
+        _column_sums_kernel[blocks(d.shape[1], block), block](d, out)
+
+
+def _rows(array):
+    """View a C-contiguous ``(T, N, K)`` array as ``(T*N, K)``."""
+    return array.reshape(array.shape[0] * array.shape[1], array.shape[2])
+
+
+@on_device(outputs=(3,))
+def project_input(x, w_ih, b_ih, proj):
+    """``proj = x @ w_ih.T + b_ih`` over all ``T*N`` rows at once (one GEMM launch)."""
+    if x.shape[2] == 0:
+        raise ValueError("x must have at least one feature")
+    gemm(_rows(x), w_ih, _rows(proj), trans_b=True, bias=b_ih)
+
+
+@on_device(outputs=(5, 6, 7, 8, 9))
+def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
+                     grad_x):
+    """Add the weight, bias and input gradients of one layer and direction (GEMMs)."""
+    x2, h2, di2, dh2 = _rows(x), _rows(h_prev), _rows(d_ih), _rows(d_hh)
+    gemm(di2, x2, grad_w_ih, trans_a=True, accumulate=True)
+    gemm(dh2, h2, grad_w_hh, trans_a=True, accumulate=True)
+    column_sums(di2, grad_b_ih)
+    column_sums(dh2, grad_b_hh)
+    gemm(di2, w_ih, _rows(grad_x), accumulate=True)

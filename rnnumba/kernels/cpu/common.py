@@ -1,6 +1,7 @@
-"""GEMM phases shared by every cell on the CPU: plain NumPy, i.e. the BLAS NumPy links."""
+"""GEMM phases shared by every cell on the CPU, through the BLAS that SciPy links."""
 
 import numpy as np
+from scipy.linalg.blas import get_blas_funcs
 
 
 def project_input(x, w_ih, b_ih, proj):
@@ -13,13 +14,27 @@ def project_input(x, w_ih, b_ih, proj):
 
 def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
                      grad_x):
-    """Add the weight, bias and input gradients of one layer and direction (GEMMs)."""
+    """Add the weight, bias and input gradients of one layer and direction (GEMMs).
+
+    ``gemm`` with ``beta=1`` accumulates straight into the C-ordered outputs through their
+    Fortran-ordered transposes, so no ``(T*N, ...)`` temporary is allocated.
+    """
     rows = x.shape[0] * x.shape[1]
-    gates = d_ih.shape[2]
-    d_ih2 = d_ih.reshape(rows, gates)
-    d_hh2 = d_hh.reshape(rows, gates)
-    grad_w_ih += d_ih2.T @ x.reshape(rows, x.shape[2])
-    grad_w_hh += d_hh2.T @ h_prev.reshape(rows, h_prev.shape[2])
+    d_ih2 = d_ih.reshape(rows, d_ih.shape[2])
+    d_hh2 = d_hh.reshape(rows, d_hh.shape[2])
+    x2 = x.reshape(rows, x.shape[2])
+    # grad_w_ih += d_ih2.T @ x2, computed as grad_w_ih.T += x2.T @ d_ih2
+    _add_product(x2.T, d_ih2.T, grad_w_ih.T, trans_b=1)
+    _add_product(h_prev.reshape(rows, h_prev.shape[2]).T, d_hh2.T, grad_w_hh.T, trans_b=1)
     grad_b_ih += d_ih2.sum(axis=0)
     grad_b_hh += d_hh2.sum(axis=0)
-    grad_x.reshape(rows, grad_x.shape[2])[...] += d_ih2 @ w_ih
+    # grad_x += d_ih2 @ w_ih, computed as grad_x.T += w_ih.T @ d_ih2.T
+    _add_product(w_ih.T, d_ih2.T, grad_x.reshape(rows, grad_x.shape[2]).T)
+
+
+def _add_product(a, b, c, trans_b=0):
+    """``c += op(a) @ op(b)`` in place for a Fortran-ordered ``c`` (BLAS gemm, beta=1)."""
+    gemm = get_blas_funcs("gemm", (a, b, c))
+    result = gemm(1.0, a, b, beta=1.0, c=c, overwrite_c=True, trans_b=trans_b)
+    if not np.shares_memory(result, c):  # f2py had to copy c: write the sum back
+        c[...] = result

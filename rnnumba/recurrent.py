@@ -34,7 +34,10 @@ class Recurrent:
     dropout : float in [0, 1), default=0.0
         Dropout on the outputs of every layer but the last, in training mode only.
     dtype : {"float32", "float64"}, default="float32"
-    device : {"cpu", "auto"}, default="cpu"
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        ``"cuda"`` runs the kernels on an NVIDIA GPU (weights mirrored on the device,
+        activations kept there between forward and backward); ``"auto"`` picks it when a
+        CUDA device works.
     random_state : int, RandomState or None
         Seeds the initialisation (uniform in ``±1/sqrt(hidden_size)``) and dropout masks.
 
@@ -174,6 +177,8 @@ class Recurrent:
     def _forward_unchecked(self, X, lengths, hx=None):
         """:meth:`forward` without validation: ``X`` C-contiguous of the network dtype,
         ``lengths`` int64 in ``0..T`` (0 passes the state through), ``hx`` checked or None."""
+        if self.device == "cuda":
+            return self._cuda_forward(X, lengths, hx)
         common, kernels = cell_kernels(self.device, self.cell)
         n_seq, steps, _ = X.shape
         layers, dirs, hidden = self.num_layers, self.num_directions, self.hidden_size
@@ -246,7 +251,13 @@ class Recurrent:
                                         grad_h_n, grad_c_n)
 
     def _backward_unchecked(self, grad_out_tm, grad_h_n, grad_c_n, need_input_grad=True):
-        """:meth:`backward` on checked arrays; ``grad_out_tm`` is time-major (T, N, D*H)."""
+        """:meth:`backward` on checked arrays; ``grad_out_tm`` is time-major (T, N, D*H).
+
+        With ``need_input_grad=False`` the result's ``"input"`` is None (not computed).
+        """
+        if self.device == "cuda":
+            return self._cuda_runner().backward(self, grad_out_tm, grad_h_n, grad_c_n,
+                                                need_input_grad)
         common, kernels = cell_kernels(self.device, self.cell)
         acts = self._activations
         lengths, h0, c0 = acts["lengths"], acts["h0"], acts["c0"]
@@ -262,7 +273,8 @@ class Recurrent:
         grad_layer_out = grad_out_tm
         for layer in reversed(range(self.num_layers)):
             layer_input = acts["inputs"][layer]
-            grad_input = np.zeros_like(layer_input)
+            # The first layer's input gradient is one more GEMM; training loops skip it.
+            grad_input = np.zeros_like(layer_input) if layer > 0 or need_input_grad else None
             for direction in range(dirs):
                 k = layer * dirs + direction
                 weights = self._layer_weights(layer, direction)
@@ -280,10 +292,32 @@ class Recurrent:
                 grad_input *= acts["masks"][layer - 1]
             grad_layer_out = grad_input
         result = {name: view.copy() for name, view in self._grads.items()}
-        result["input"] = np.ascontiguousarray(grad_layer_out.transpose(1, 0, 2))
+        result["input"] = (None if grad_layer_out is None
+                           else np.ascontiguousarray(grad_layer_out.transpose(1, 0, 2)))
         result["h0"] = grad_h0
         if self.cell == "lstm":
             result["c0"] = grad_c0
+        return result
+
+    # ----------------------------------------------------------------- cuda
+    def _cuda_runner(self):
+        """The device-side state of this network (see :mod:`rnnumba.kernels.cuda.runner`)."""
+        resolve_device("cuda")  # a clear error where no device works (e.g. after unpickling)
+        from .kernels.cuda.runner import runner_for
+        return runner_for(self)
+
+    def _cuda_forward(self, X, lengths, hx):
+        """Forward on the device: weights, activations and workspace stay there; the
+        results come back as host arrays."""
+        result = self._cuda_runner().forward(self, X, lengths, hx)
+        # The activations live in the runner; backward() only needs their shapes here.
+        n_seq, steps, _ = X.shape
+        zero = np.zeros((), dtype=self.dtype)
+        states = (self.num_layers * self.num_directions, n_seq, self.hidden_size)
+        self._activations = {
+            "device": "cuda", "lengths": lengths, "h0": np.broadcast_to(zero, states),
+            "outputs": [np.broadcast_to(zero, (steps, n_seq, self.num_directions
+                                               * self.hidden_size))]}
         return result
 
     # ----------------------------------------------------------------- helpers

@@ -682,7 +682,6 @@ BAD_CONSTRUCTOR = [
     ("nonlinearity", dict(cell="rnn", nonlinearity="sigmoid"), ValueError, "nonlinearity"),
     ("dtype-float16", dict(dtype="float16"), ValueError, "dtype"),
     ("dtype-int", dict(dtype="int32"), ValueError, "dtype"),
-    ("device-cuda", dict(device="cuda"), ValueError, "device"),
     ("device-unknown", dict(device="tpu"), ValueError, "device"),
     ("dropout-neg", dict(dropout=-0.1), ValueError, "dropout"),
     ("dropout-above-1", dict(dropout=1.5), ValueError, "dropout"),
@@ -695,6 +694,14 @@ def test_constructor_rejects_bad_arguments(kwargs, exc, name):
     params = dict(cell="lstm", input_size=I, hidden_size=H) | kwargs
     with pytest.raises(exc, match=name):
         Recurrent(**params)
+
+
+def test_cuda_without_a_usable_device_is_a_clear_error(monkeypatch):
+    from rnnumba import backend
+
+    monkeypatch.setattr(backend, "cuda_unavailable_reason", lambda: "no CUDA driver was found")
+    with pytest.raises(ValueError, match="device='cuda' is not available: no CUDA driver"):
+        Recurrent("lstm", input_size=I, hidden_size=H, device="cuda")
 
 
 BAD_FORWARD = [

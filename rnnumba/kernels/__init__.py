@@ -40,6 +40,7 @@ Conventions (all arrays C-contiguous, one float dtype per call, ``G`` gates per 
   ``h_prev`` ``(T, N, H)`` receives the state each step started from, for the ``w_hh`` GEMM.
   ``grad_h0``/``grad_c0`` receive the gradient at the initial state.
 - ``weight_gradients`` *adds* into ``grad_w_*``/``grad_b_*`` and ``grad_x`` (so directions and
-  repeated calls accumulate); the caller zeroes them first.
-- Nothing allocates inside the time loop; all workspace comes from the caller.
+  repeated calls accumulate); the caller zeroes them first. ``grad_x`` may be None when the
+  input gradient is not needed (the first layer in training), which skips that GEMM.
+- Nothing allocates inside the time loop; large workspace comes from the caller.
 """

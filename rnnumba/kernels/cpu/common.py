@@ -28,6 +28,8 @@ def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_i
     _add_product(h_prev.reshape(rows, h_prev.shape[2]).T, d_hh2.T, grad_w_hh.T, trans_b=1)
     grad_b_ih += d_ih2.sum(axis=0)
     grad_b_hh += d_hh2.sum(axis=0)
+    if grad_x is None:  # the caller does not need the input gradient
+        return
     # grad_x += d_ih2 @ w_ih, computed as grad_x.T += w_ih.T @ d_ih2.T
     _add_product(w_ih.T, d_ih2.T, grad_x.reshape(rows, grad_x.shape[2]).T)
 

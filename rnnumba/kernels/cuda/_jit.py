@@ -9,6 +9,7 @@ per ``(dtype, constants)``.
 """
 
 import functools
+import os
 
 import numpy as np
 from numba import config, cuda, from_dtype
@@ -17,6 +18,11 @@ from ..gates import compile_for
 
 #: True under ``NUMBA_ENABLE_CUDASIM=1``: kernels run as Python threads.
 SIMULATOR = bool(config.ENABLE_CUDASIM)
+
+# Numba warns on every grid under 128 blocks; the persistent kernels use small grids on
+# purpose (one block per few rows), so that warning is noise here. Respect an explicit choice.
+if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" not in os.environ:
+    config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 #: Tile edge of the shared-memory GEMM (blocks of ``GEMM_TILE x GEMM_TILE`` threads).
 GEMM_TILE = 16
@@ -103,12 +109,6 @@ def to_device(array, what="array"):
     return out
 
 
-def is_device_array(array):
-    """Whether ``array`` lives on the device (also under the simulator, which lacks
-    ``cuda.is_cuda_array``)."""
-    return hasattr(array, "copy_to_host") and not isinstance(array, np.ndarray)
-
-
 def blocks(count, block):
     """Number of blocks of ``block`` threads that cover ``count`` items (at least one)."""
     return max(1, (int(count) + block - 1) // block)
@@ -185,8 +185,8 @@ def on_device(outputs):
                     dev = copies.get(id(arg))
                     if dev is None:
                         dev = copies[id(arg)] = to_device(arg)
-                        if position in outputs:
-                            moved.append((arg, dev))
+                    if position in outputs and all(host is not arg for host, _ in moved):
+                        moved.append((arg, dev))
                     device_args.append(dev)
                 else:
                     device_args.append(arg)

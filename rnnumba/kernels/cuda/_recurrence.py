@@ -27,6 +27,7 @@ from ._jit import (CELL_GRU, CELL_LSTM, CELL_RNN, blocks, cached_factory, copy, 
 from .common import gemm
 
 GATES = {CELL_RNN: 1, CELL_LSTM: 4, CELL_GRU: 3}
+CELL_OF_GATES = {gates: cell for cell, gates in GATES.items()}
 
 
 # --------------------------------------------------------------------------- device functions
@@ -125,8 +126,9 @@ def zero_unit(cell, d_ih, d_hh, t, n, j, hid, gates):
 def _forward_persistent(dtype, rows, gates):
     dt = numba_type(dtype)
     acc_size = rows * gates
+    cell = CELL_OF_GATES[gates]  # a compile-time constant: the other cells' code folds away
 
-    def kernel(cell, proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n,
+    def kernel(cell_id, proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n,
                c_n):
         steps = proj.shape[0]
         batch = proj.shape[1]
@@ -196,8 +198,9 @@ def _forward_persistent(dtype, rows, gates):
 @cached_factory
 def _backward_persistent(dtype, rows, gates):
     dt = numba_type(dtype)
+    cell = CELL_OF_GATES[gates]  # a compile-time constant: the other cells' code folds away
 
-    def kernel(cell, w_hh, h0, c0, lengths, reverse, act, out, col, cache, grad_out, grad_h_n,
+    def kernel(cell_id, w_hh, h0, c0, lengths, reverse, act, out, col, cache, grad_out, grad_h_n,
                grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0):
         steps = out.shape[0]
         batch = out.shape[1]
@@ -344,6 +347,38 @@ def use_persistent(gates, hidden, dtype):
             and shared_bytes(gates, hidden, np.dtype(dtype).itemsize) <= _jit.PERSISTENT_MAX_BYTES)
 
 
+def _expect(array, shape, name, dtype):
+    if tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(array.shape)}")
+    if array.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {dtype}, got {array.dtype}")
+
+
+def check_arguments(gates, cache_width, proj_shape, w_hh, b_hh, h0, c0, lengths, out, col,
+                    cache, states, is_lstm):
+    """Validate shapes and dtypes before a launch: the kernels do not check bounds."""
+    steps, batch, width = proj_shape
+    dtype = w_hh.dtype
+    hid = w_hh.shape[1] if len(w_hh.shape) == 2 else -1
+    _expect(w_hh, (gates * hid, hid), "w_hh", dtype)
+    if width != gates * hid:
+        raise ValueError(f"gate width {width} does not match w_hh {tuple(w_hh.shape)}")
+    _expect(b_hh, (gates * hid,), "b_hh", dtype)
+    cell_shape = (batch, hid) if is_lstm else (0, 0)
+    _expect(h0, (batch, hid), "h0", dtype)
+    _expect(c0, cell_shape, "c0", dtype)
+    _expect(lengths, (batch,), "lengths", np.dtype(np.int64))
+    if (len(out.shape) != 3 or tuple(out.shape[:2]) != (steps, batch)
+            or not 0 <= col <= out.shape[2] - hid):
+        raise ValueError(f"out of shape {tuple(out.shape)} cannot hold columns {col}:{col + hid}"
+                         f" of {steps} steps x {batch} rows")
+    _expect(out, out.shape, "out", dtype)
+    _expect(cache, (steps, batch, cache_width), "cache", dtype)
+    for name, array in states.items():
+        _expect(array, cell_shape if name.startswith(("c_", "grad_c")) else (batch, hid), name,
+                dtype)
+
+
 _workspaces = {}
 
 
@@ -358,7 +393,7 @@ def _workspace(shape, dtype):
     return array
 
 
-def make_cell(cell):
+def make_cell(cell, cache_width):
     """Build ``forward_sequence`` and ``backward_sequence`` launchers for one cell id."""
     gates = GATES[cell]
     is_lstm = cell == CELL_LSTM
@@ -369,7 +404,13 @@ def make_cell(cell):
         """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`."""
         steps, batch, _ = proj.shape
         hid = w_hh.shape[1]
-        if batch == 0:
+        check_arguments(gates, cache_width(hid), proj.shape, w_hh, b_hh, h0, c0, lengths, out,
+                        col, cache, {"h_n": h_n, "c_n": c_n}, is_lstm)
+        _expect(proj, proj.shape, "proj", w_hh.dtype)
+        if batch == 0 or steps == 0:
+            copy(h_n, h0)
+            if is_lstm:
+                copy(c_n, c0)
             return
         reverse = bool(reverse)
         if use_persistent(gates, hid, proj.dtype):
@@ -397,7 +438,18 @@ def make_cell(cell):
         """BPTT of one layer and direction; see :mod:`rnnumba.kernels`."""
         steps, batch, _ = out.shape
         hid = w_hh.shape[1]
-        if batch == 0:
+        check_arguments(gates, cache_width(hid), (steps, batch, gates * hid), w_hh, b_hh, h0, c0,
+                        lengths, out, col, cache,
+                        {"grad_h_n": grad_h_n, "grad_c_n": grad_c_n, "grad_h0": grad_h0,
+                         "grad_c0": grad_c0}, is_lstm)
+        for name, array in (("grad_out", grad_out), ("h_prev", h_prev), ("d_ih", d_ih),
+                            ("d_hh", d_hh)):
+            width = {"grad_out": out.shape[2], "h_prev": hid}.get(name, gates * hid)
+            _expect(array, (steps, batch, width), name, out.dtype)
+        if batch == 0 or steps == 0:
+            copy(grad_h0, grad_h_n)
+            if is_lstm:
+                copy(grad_c0, grad_c_n)
             return
         reverse = bool(reverse)
         if use_persistent(gates, hid, out.dtype):

@@ -16,30 +16,45 @@ from ._jit import blocks, cached_factory, numba_type, on_device
 @cached_factory
 def _gemm_kernel(tile, dtype):
     dt = numba_type(dtype)
+    padded = tile + 1  # sizes of shared arrays must be compile-time constants
 
     def gemm(a, b, c, bias, trans_a, trans_b, accumulate, use_bias):
-        tile_a = cuda.shared.array((tile, tile), dtype=dt)
-        tile_b = cuda.shared.array((tile, tile), dtype=dt)
+        # One padding column keeps the transposed stores free of bank conflicts.
+        tile_a = cuda.shared.array((tile, padded), dtype=dt)
+        tile_b = cuda.shared.array((tile, padded), dtype=dt)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
-        row = cuda.blockIdx.y * tile + ty
-        col = cuda.blockIdx.x * tile + tx
+        row0 = cuda.blockIdx.y * tile
+        col0 = cuda.blockIdx.x * tile
+        row = row0 + ty
+        col = col0 + tx
         rows = c.shape[0]
         cols = c.shape[1]
         depth = a.shape[0] if trans_a else a.shape[1]
         acc = dt(0.0)
         for k0 in range(0, depth, tile):
-            # A(row, k0 + tx) and B(k0 + ty, col), zero outside the matrices.
-            k = k0 + tx
-            value = dt(0.0)
-            if row < rows and k < depth:
-                value = a[k, row] if trans_a else a[row, k]
-            tile_a[ty, tx] = value
-            k = k0 + ty
-            value = dt(0.0)
-            if col < cols and k < depth:
-                value = b[col, k] if trans_b else b[k, col]
-            tile_b[ty, tx] = value
+            # tile_a[i, kk] = A(row0 + i, k0 + kk), tile_b[kk, j] = B(k0 + kk, col0 + j), zero
+            # outside the matrices; consecutive threads (tx) always read consecutive addresses.
+            if trans_a:
+                value = dt(0.0)
+                if row0 + tx < rows and k0 + ty < depth:
+                    value = a[k0 + ty, row0 + tx]
+                tile_a[tx, ty] = value
+            else:
+                value = dt(0.0)
+                if row < rows and k0 + tx < depth:
+                    value = a[row, k0 + tx]
+                tile_a[ty, tx] = value
+            if trans_b:
+                value = dt(0.0)
+                if col0 + ty < cols and k0 + tx < depth:
+                    value = b[col0 + ty, k0 + tx]
+                tile_b[tx, ty] = value
+            else:
+                value = dt(0.0)
+                if col < cols and k0 + ty < depth:
+                    value = b[k0 + ty, col]
+                tile_b[ty, tx] = value
             cuda.syncthreads()
             for kk in range(tile):
                 acc += tile_a[ty, kk] * tile_b[kk, tx]
@@ -90,11 +105,21 @@ def _rows(array):
     return array.reshape(array.shape[0] * array.shape[1], array.shape[2])
 
 
+def _check(named, dtype):
+    """Shapes and dtypes before a launch (the kernels do not check bounds)."""
+    for name, (array, shape) in named.items():
+        if tuple(array.shape) != tuple(shape) or array.dtype != dtype:
+            raise ValueError(f"{name} must have shape {tuple(shape)} and dtype {dtype}, got "
+                             f"{tuple(array.shape)} and {array.dtype}")
+
+
 @on_device(outputs=(3,))
 def project_input(x, w_ih, b_ih, proj):
     """``proj = x @ w_ih.T + b_ih`` over all ``T*N`` rows at once (one GEMM launch)."""
-    if x.shape[2] == 0:
-        raise ValueError("x must have at least one feature")
+    steps, batch, features = x.shape
+    width = w_ih.shape[0]
+    _check({"x": (x, x.shape), "w_ih": (w_ih, (width, features)), "b_ih": (b_ih, (width,)),
+            "proj": (proj, (steps, batch, width))}, x.dtype)
     gemm(_rows(x), w_ih, _rows(proj), trans_b=True, bias=b_ih)
 
 
@@ -102,9 +127,22 @@ def project_input(x, w_ih, b_ih, proj):
 def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
                      grad_x):
     """Add the weight, bias and input gradients of one layer and direction (GEMMs)."""
+    steps, batch, features = x.shape
+    width, hidden = d_ih.shape[2], h_prev.shape[2]
+    _check({"x": (x, x.shape), "h_prev": (h_prev, (steps, batch, hidden)),
+            "d_ih": (d_ih, (steps, batch, width)), "d_hh": (d_hh, (steps, batch, width)),
+            "w_ih": (w_ih, (width, features)), "grad_w_ih": (grad_w_ih, (width, features)),
+            "grad_w_hh": (grad_w_hh, (width, hidden)), "grad_b_ih": (grad_b_ih, (width,)),
+            "grad_b_hh": (grad_b_hh, (width,)), "grad_x": (grad_x, x.shape)}, x.dtype)
+    parameter_gradients(x, h_prev, d_ih, d_hh, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)
+    gemm(_rows(d_ih), w_ih, _rows(grad_x), accumulate=True)
+
+
+def parameter_gradients(x, h_prev, d_ih, d_hh, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh):
+    """:func:`weight_gradients` without the input gradient (device arrays, shapes checked by
+    the caller): what a first layer needs when nobody asks for ``dX``."""
     x2, h2, di2, dh2 = _rows(x), _rows(h_prev), _rows(d_ih), _rows(d_hh)
     gemm(di2, x2, grad_w_ih, trans_a=True, accumulate=True)
     gemm(dh2, h2, grad_w_hh, trans_a=True, accumulate=True)
     column_sums(di2, grad_b_ih)
     column_sums(dh2, grad_b_hh)
-    gemm(di2, w_ih, _rows(grad_x), accumulate=True)

@@ -17,4 +17,4 @@ def cache_width(hidden_size):
     return 4 * hidden_size
 
 
-forward_sequence, backward_sequence = make_cell(CELL)
+forward_sequence, backward_sequence = make_cell(CELL, cache_width)

@@ -154,8 +154,12 @@ class CudaRunner:
         return self.upload(name, host)
 
     # ----------------------------------------------------------------- backward
-    def backward(self, model, grad_out_tm, grad_h_n, grad_c_n):
-        """:meth:`Recurrent._backward_unchecked` on the device; returns the host dict."""
+    def backward(self, model, grad_out_tm, grad_h_n, grad_c_n, need_input_grad=True):
+        """:meth:`Recurrent._backward_unchecked` on the device; returns the host dict.
+
+        With ``need_input_grad=False`` the first layer's input gradient is neither computed
+        nor copied back, and ``result["input"]`` is None.
+        """
         from ...recurrent import NONLINEARITIES
 
         if self._acts is None:
@@ -181,8 +185,10 @@ class CudaRunner:
         d_hh = self.buffer("d_hh", d_ih.shape) if model.cell == "gru" else d_ih
         for layer in reversed(range(model.num_layers)):
             layer_input = acts["inputs"][layer]
-            grad_input = self.buffer(f"grad_in{layer}", layer_input.shape)
-            fill(grad_input, 0.0)
+            grad_input = None
+            if layer > 0 or need_input_grad:
+                grad_input = self.buffer(f"grad_in{layer}", layer_input.shape)
+                fill(grad_input, 0.0)
             for direction in range(dirs):
                 k = layer * dirs + direction
                 w = self._weights(layer, direction, self.param_views)
@@ -193,15 +199,21 @@ class CudaRunner:
                     act, acts["outputs"][layer], direction * hid, acts["caches"][layer][direction],
                     grad_layer_out, grad_h_n[k], grad_c_n[k] if lstm else placeholder, h_prev,
                     d_ih, d_hh, grad_h0[k], grad_c0[k] if lstm else placeholder)
-                common.weight_gradients(layer_input, h_prev, d_ih, d_hh, w["weight_ih"],
-                                        g["weight_ih"], g["weight_hh"], g["bias_ih"],
-                                        g["bias_hh"], grad_input)
+                if grad_input is None:
+                    common.parameter_gradients(layer_input, h_prev, d_ih, d_hh,
+                                               g["weight_ih"], g["weight_hh"], g["bias_ih"],
+                                               g["bias_hh"])
+                else:
+                    common.weight_gradients(layer_input, h_prev, d_ih, d_hh, w["weight_ih"],
+                                            g["weight_ih"], g["weight_hh"], g["bias_ih"],
+                                            g["bias_hh"], grad_input)
             if layer > 0 and acts["masks"][layer - 1] is not None:
                 multiply_inplace(grad_input, acts["masks"][layer - 1])
             grad_layer_out = grad_input
         self.grads.copy_to_host(model._flat_grads)
         result = {name: view.copy() for name, view in model._grads.items()}
-        result["input"] = np.ascontiguousarray(grad_layer_out.copy_to_host().transpose(1, 0, 2))
+        result["input"] = (None if grad_layer_out is None else np.ascontiguousarray(
+            grad_layer_out.copy_to_host().transpose(1, 0, 2)))
         result["h0"] = grad_h0.copy_to_host()
         if lstm:
             result["c0"] = grad_c0.copy_to_host()

@@ -1,0 +1,148 @@
+"""Optimizer steps and gradient clipping on flat device arrays.
+
+Device twins of :mod:`rnnumba.optim` for a training loop that keeps parameters and gradients
+on the GPU: the same update rules, evaluated in the same precision and order as the host
+code (moments in float64; the update cast to the parameter dtype before it is applied), so
+a device step equals a host step up to rounding (the device may fuse multiply-adds). Every
+function takes 1-D
+C-contiguous device arrays and launches one elementwise kernel per buffer; the norm is a
+deterministic block reduction (fixed summation order, no atomics).
+"""
+
+import math
+
+import numpy as np
+from numba import cuda, float64
+
+from . import _jit
+from ._jit import blocks, cached_factory, numba_type
+
+#: Threads per block of the sum-of-squares reduction.
+REDUCE_BLOCK = 128
+
+
+@cached_factory
+def _sgd_kernel(dtype):
+    dt = numba_type(dtype)
+
+    def kernel(p, g, v, lr, momentum, nesterov):
+        i = cuda.grid(1)
+        if i < p.shape[0]:
+            scaled = dt(dt(lr) * g[i])  # host: ``lr * g`` in the gradient dtype
+            vi = v[i] * momentum - scaled
+            v[i] = vi
+            if nesterov:
+                p[i] += dt(momentum * vi - scaled)
+            else:
+                p[i] += dt(vi)
+
+    return cuda.jit(kernel)
+
+
+@cached_factory
+def _adam_kernel(dtype):
+    dt = numba_type(dtype)
+
+    def kernel(p, g, m, v, step, beta_1, beta_2, epsilon):
+        i = cuda.grid(1)
+        if i < p.shape[0]:
+            gi = g[i]
+            m[i] = m[i] * beta_1 + dt(dt(1.0 - beta_1) * gi)
+            v[i] = v[i] * beta_2 + (1.0 - beta_2) * (float64(gi) * float64(gi))
+            update = m[i] / (math.sqrt(v[i]) + epsilon)
+            update *= step
+            p[i] -= dt(update)
+
+    return cuda.jit(kernel)
+
+
+@cached_factory
+def _scale_kernel(dtype):
+    dt = numba_type(dtype)
+
+    def kernel(g, factor):
+        i = cuda.grid(1)
+        if i < g.shape[0]:
+            g[i] *= dt(factor)
+
+    return cuda.jit(kernel)
+
+
+@cached_factory
+def _sum_squares_kernel(block):
+    def kernel(g, partials):
+        shared = cuda.shared.array(block, dtype=float64)
+        tid = cuda.threadIdx.x
+        total = float64(0.0)
+        stride = cuda.gridDim.x * block
+        for i in range(cuda.blockIdx.x * block + tid, g.shape[0], stride):
+            value = float64(g[i])
+            total += value * value
+        shared[tid] = total
+        cuda.syncthreads()
+        width = block // 2
+        while width > 0:
+            if tid < width:
+                shared[tid] += shared[tid + width]
+            cuda.syncthreads()
+            width //= 2
+        if tid == 0:
+            partials[cuda.blockIdx.x] = shared[0]
+
+    return cuda.jit(kernel)
+
+
+def _launch(size):
+    block = _jit.ELEMENTWISE_BLOCK
+    return blocks(size, block), block
+
+
+def sgd_step(params, grads, velocities, learning_rate, momentum=0.9, nesterov=True):
+    """One SGD step as :class:`rnnumba.optim.SGD` on device buffers (float64 velocities)."""
+    for p, g, v in zip(params, grads, velocities):
+        if p.size:
+            _sgd_kernel(p.dtype.str)[_launch(p.size)](p, g, v, float(learning_rate),
+                                                       float(momentum), bool(nesterov))
+
+
+def adam_step(params, grads, ms, vs, t, learning_rate, beta_1=0.9, beta_2=0.999,
+              epsilon=1e-8):
+    """Adam step number ``t`` (1-based) as :class:`rnnumba.optim.Adam` on device buffers."""
+    step = learning_rate * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+    for p, g, m, v in zip(params, grads, ms, vs):
+        if p.size:
+            _adam_kernel(p.dtype.str)[_launch(p.size)](p, g, m, v, float(step), float(beta_1),
+                                                        float(beta_2), float(epsilon))
+
+
+def sum_of_squares(g):
+    """``sum(g**2)`` in float64 with a fixed reduction order (deterministic)."""
+    if g.size == 0:
+        return 0.0
+    block = REDUCE_BLOCK
+    if block & (block - 1):
+        raise ValueError(f"REDUCE_BLOCK must be a power of two, got {block}")
+    grid = min(blocks(g.size, block), 1024)
+    partials = _jit.device_empty(grid, np.float64, "norm partial sums")
+    _sum_squares_kernel(block)[grid, block](g, partials)
+    return float(np.sum(partials.copy_to_host()))
+
+
+def global_norm(grads):
+    """Euclidean norm over a list of device arrays (float)."""
+    return math.sqrt(sum(sum_of_squares(g) for g in grads))
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale device ``grads`` in place to a global norm of at most ``max_norm``.
+
+    Same contract as :func:`rnnumba.optim.clip_grad_norm`: returns the norm before clipping,
+    ``max_norm=None`` only measures, a non-finite norm leaves the gradients untouched.
+    """
+    norm = global_norm(grads)
+    if max_norm is not None and math.isfinite(norm) and norm > max_norm:
+        scale = max_norm / (norm + 1e-12)
+        for g in grads:
+            if g.size:
+                _scale_kernel(g.dtype.str)[_launch(g.size)](g, float(scale))
+    return norm

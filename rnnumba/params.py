@@ -8,8 +8,6 @@ is exact.
 
 import math
 
-import numpy as np
-
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 

@@ -286,8 +286,8 @@ class Recurrent:
                     self._cell_state(grad_c_n, k), h_prev, d_ih, d_hh, grad_h0[k],
                     self._cell_state(grad_c0, k))
                 common.weight_gradients(layer_input, h_prev, d_ih, d_hh, weights["weight_ih"],
-                                 grads["weight_ih"], grads["weight_hh"], grads["bias_ih"],
-                                 grads["bias_hh"], grad_input)
+                                        grads["weight_ih"], grads["weight_hh"],
+                                        grads["bias_ih"], grads["bias_hh"], grad_input)
             if layer > 0 and acts["masks"][layer - 1] is not None:
                 grad_input *= acts["masks"][layer - 1]
             grad_layer_out = grad_input

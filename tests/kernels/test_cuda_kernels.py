@@ -190,7 +190,8 @@ def test_zero_lengths_pass_the_state_through(small_launches, cuda_kernels):
 
 
 @cudasim
-@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("trans_a, trans_b",
+                         [(False, False), (True, False), (False, True), (True, True)])
 def test_gemm_matches_numpy(trans_a, trans_b, small_launches, cuda_kernels):
     from numba import cuda
     rng = np.random.default_rng(1)
@@ -310,7 +311,7 @@ def test_recurrent_cuda_matches_torch(cell, nonlinearity, small_launches, torch)
     """Two bidirectional layers, ragged lengths, initial states: outputs and every gradient."""
     rng = np.random.default_rng(7)
     _, model = _models(cell, nonlinearity, 2, True)
-    N, T, I, H, S = 3, 3, 2, 3, 4
+    N, T, I, H = 3, 3, 2, 3
     kwargs = dict(num_layers=2, bidirectional=True, batch_first=True)
     if cell == "rnn":
         module = torch.nn.RNN(I, H, nonlinearity=nonlinearity, **kwargs)

@@ -5,6 +5,6 @@ only when a CUDA path is asked for. Launchers take device arrays (``numba.cuda``
 arrays; host NumPy arrays are accepted and copied in and out, for tests and one-off calls).
 """
 
-from . import common, gru, lstm, rnn
+from . import common, gru, lstm, rnn  # noqa: F401  (common is the GEMM phase module)
 
 CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}

@@ -101,8 +101,8 @@ def sgd_step(params, grads, velocities, learning_rate, momentum=0.9, nesterov=Tr
     """One SGD step as :class:`rnnumba.optim.SGD` on device buffers (float64 velocities)."""
     for p, g, v in zip(params, grads, velocities):
         if p.size:
-            _sgd_kernel(p.dtype.str)[_launch(p.size)](p, g, v, float(learning_rate),
-                                                       float(momentum), bool(nesterov))
+            kernel = _sgd_kernel(p.dtype.str)[_launch(p.size)]
+            kernel(p, g, v, float(learning_rate), float(momentum), bool(nesterov))
 
 
 def adam_step(params, grads, ms, vs, t, learning_rate, beta_1=0.9, beta_2=0.999,
@@ -111,8 +111,8 @@ def adam_step(params, grads, ms, vs, t, learning_rate, beta_1=0.9, beta_2=0.999,
     step = learning_rate * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
     for p, g, m, v in zip(params, grads, ms, vs):
         if p.size:
-            _adam_kernel(p.dtype.str)[_launch(p.size)](p, g, m, v, float(step), float(beta_1),
-                                                        float(beta_2), float(epsilon))
+            kernel = _adam_kernel(p.dtype.str)[_launch(p.size)]
+            kernel(p, g, m, v, float(step), float(beta_1), float(beta_2), float(epsilon))
 
 
 def sum_of_squares(g):

@@ -1,0 +1,398 @@
+"""RNNRegressor / RNNClassifier: scikit-learn's estimator checks and the behaviour the
+issue asks for (input forms, targets, weights, partial_fit, warm_start, early stopping,
+determinism, bad inputs)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from rnnumba import RNNClassifier, RNNRegressor
+from rnnumba.training import TrainingDivergedError
+
+_TABULAR = ("sklearn's checks feed tabular (n_samples, n_features) arrays; rnnumba reads a "
+            "2-D X as (n_samples, n_timesteps) univariate series, so n_features_in_ is 1")
+EXPECTED_FAILED = {
+    "check_n_features_in": _TABULAR,
+    "check_n_features_in_after_fitting": _TABULAR + " and a different number of columns is a "
+                                                    "different sequence length, not an error",
+    "check_classifiers_train": _TABULAR + "; the check asserts that predicting on X.T (a "
+                                          "valid batch of series) raises",
+}
+
+
+def _expected_failed(estimator):
+    names = ["check_n_features_in", "check_n_features_in_after_fitting"]
+    if isinstance(estimator, RNNClassifier):
+        names.append("check_classifiers_train")
+    return {name: EXPECTED_FAILED[name] for name in names}
+
+
+@parametrize_with_checks([RNNRegressor(), RNNClassifier()],
+                         expected_failed_checks=_expected_failed)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+# ---------------------------------------------------------------------- data helpers
+def _small(n=60, steps=5, features=2, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, steps, features)
+    y = X[:, :, 0].sum(axis=1)
+    return X, y
+
+
+FAST = dict(hidden_layer_sizes=(8,), max_iter=20, random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+# ---------------------------------------------------------------------- input forms
+def test_ragged_list_equals_nan_padding():
+    rng = np.random.RandomState(1)
+    seqs = [rng.randn(rng.randint(2, 7), 3) for _ in range(30)]
+    y = np.array([s[:, 0].sum() for s in seqs])
+    padded = np.full((30, 6, 3), np.nan)
+    for i, s in enumerate(seqs):
+        padded[i, :len(s)] = s
+    a = RNNRegressor(**FAST).fit(seqs, y)
+    b = RNNRegressor(**FAST).fit(padded, y)
+    assert a.n_features_in_ == b.n_features_in_ == 3
+    np.testing.assert_array_equal(a.predict(seqs), b.predict(padded))
+    # prediction of a sequence does not depend on the padding around it
+    np.testing.assert_allclose(a.predict([seqs[0]]), a.predict(seqs)[:1], rtol=1e-12)
+
+
+def test_padding_does_not_change_predictions():
+    X, y = _small()
+    est = RNNClassifier(**FAST).fit(X, y > 0)
+    longer = np.concatenate([X, np.full((len(X), 3, 2), np.nan)], axis=1)
+    np.testing.assert_allclose(est.predict_proba(X), est.predict_proba(longer), rtol=1e-12)
+
+
+def test_univariate_2d_input():
+    X, y = _small(features=1)
+    est = RNNRegressor(**FAST).fit(X[:, :, 0], y)
+    assert est.n_features_in_ == 1
+    np.testing.assert_allclose(est.predict(X[:, :, 0]), est.predict(X), rtol=1e-12)
+
+
+def test_multi_output_regression():
+    X, y = _small()
+    Y = np.column_stack([y, -y, X[:, -1, 1]])
+    est = RNNRegressor(**{**FAST, "max_iter": 60}).fit(X, Y)
+    assert est.n_outputs_ == 3
+    assert est.predict(X).shape == (len(X), 3)
+    assert est.score(X, Y) > 0.5
+
+
+def test_return_sequences_regressor_and_classifier():
+    X, _ = _small(n=40, steps=6)
+    Y = np.cumsum(X[:, :, 0], axis=1)
+    reg = RNNRegressor(return_sequences=True, **{**FAST, "max_iter": 60}).fit(X, Y)
+    assert reg.predict(X).shape == (40, 6)
+    assert reg.score(X, Y) > 0.5
+    Y3 = np.stack([Y, -Y], axis=-1)
+    reg3 = RNNRegressor(return_sequences=True, **FAST).fit(X, Y3)
+    assert reg3.predict(X).shape == (40, 6, 2)
+    labels = np.where(Y > 0, "up", "down")
+    clf = RNNClassifier(return_sequences=True, **{**FAST, "max_iter": 60}).fit(X, labels)
+    pred = clf.predict(X)
+    assert pred.shape == (40, 6) and set(np.unique(pred)) <= {"up", "down"}
+    assert clf.predict_proba(X).shape == (40, 6, 2)
+    assert clf.score(X, labels) > 0.8
+
+
+def test_return_sequences_ragged_outputs_are_lists():
+    rng = np.random.RandomState(3)
+    seqs = [rng.randn(n, 2) for n in (3, 5, 4, 2, 5, 3)]
+    ys = [np.cumsum(s[:, 0]) for s in seqs]
+    reg = RNNRegressor(return_sequences=True, **FAST).fit(seqs, ys)
+    out = reg.predict(seqs)
+    assert isinstance(out, list) and [len(o) for o in out] == [3, 5, 4, 2, 5, 3]
+    padded = np.full((6, 5, 2), np.nan)
+    for i, s in enumerate(seqs):
+        padded[i, :len(s)] = s
+    pad_pred = reg.predict(padded)
+    assert np.isnan(pad_pred[0, 3:]).all() and np.isfinite(pad_pred[0, :3]).all()
+    np.testing.assert_allclose(pad_pred[1], out[1], rtol=1e-12)
+
+
+def test_string_labels_binary_and_multiclass():
+    X, y = _small(n=90)
+    for labels in (np.where(y > 0, "pos", "neg"),
+                   np.array(["a", "b", "c"])[np.digitize(y, [-1, 1])]):
+        est = RNNClassifier(**FAST).fit(X, labels)
+        assert list(est.classes_) == sorted(set(labels))
+        proba = est.predict_proba(X)
+        assert proba.shape == (len(X), len(est.classes_))
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+        np.testing.assert_allclose(np.exp(est.predict_log_proba(X)), proba, rtol=1e-10)
+        assert set(est.predict(X)) <= set(labels)
+
+
+def test_sample_weight_zero_equals_removal_and_integer_equals_repeat():
+    X, y = _small(n=20)
+    sw = np.arange(20) % 3
+    params = dict(hidden_layer_sizes=(6,), max_iter=15, random_state=0)
+    weighted = RNNRegressor(**params).fit(X, y, sample_weight=sw)
+    repeated = RNNRegressor(**params).fit(np.repeat(X, sw, axis=0), np.repeat(y, sw))
+    np.testing.assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-6, atol=1e-9)
+
+
+def test_class_weight_shifts_predictions():
+    X, y = _small(n=80)
+    labels = (y > 0).astype(int)
+    base = RNNClassifier(**FAST).fit(X, labels)
+    heavy = RNNClassifier(class_weight={0: 50.0, 1: 0.02}, **FAST).fit(X, labels)
+    assert (heavy.predict(X) == 0).mean() > (base.predict(X) == 0).mean()
+    balanced = RNNClassifier(class_weight="balanced", **FAST).fit(X, labels)
+    assert balanced.score(X, labels) > 0.5
+
+
+def test_partial_fit_epochs_and_classes():
+    X, y = _small()
+    labels = np.where(y > 0, "p", "n")
+    est = RNNClassifier(hidden_layer_sizes=(8,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        est.partial_fit(X, labels)
+    est.partial_fit(X[:30], labels[:30], classes=["n", "p"])
+    assert est.n_iter_ == 1 and est.t_ == 30
+    est.partial_fit(X[30:], labels[30:])
+    assert est.n_iter_ == 2 and est.t_ == 60
+    with pytest.raises(ValueError, match="classes"):
+        est.partial_fit(X, np.where(y > 0, "p", "x"))
+    reg = RNNRegressor(**FAST)
+    for _ in range(3):
+        reg.partial_fit(X, y)
+    assert reg.n_iter_ == 3 and len(reg.loss_curve_) == 3
+    with pytest.raises(ValueError, match="early_stopping"):
+        RNNRegressor(early_stopping=True).partial_fit(X, y)
+
+
+def test_partial_fit_matches_fit_epoch_by_epoch():
+    X, y = _small(n=30)
+    params = dict(hidden_layer_sizes=(6,), random_state=0, shuffle=False, max_iter=3,
+                  tol=0.0)
+    full = RNNRegressor(**params).fit(X, y)
+    inc = RNNRegressor(**params)
+    for _ in range(3):
+        inc.partial_fit(X, y)
+    np.testing.assert_allclose(full.loss_curve_, inc.loss_curve_, rtol=1e-12)
+    np.testing.assert_array_equal(full.predict(X), inc.predict(X))
+
+
+def test_warm_start_continues():
+    X, y = _small()
+    est = RNNRegressor(warm_start=True, **{**FAST, "max_iter": 5}).fit(X, y)
+    first = list(est.loss_curve_)
+    est.fit(X, y)
+    assert est.n_iter_ == 10 and est.loss_curve_[:5] == first
+    cold = RNNRegressor(**{**FAST, "max_iter": 5}).fit(X, y)
+    cold.fit(X, y)
+    assert cold.n_iter_ == 5
+    est.set_params(hidden_layer_sizes=(4,))
+    with pytest.raises(ValueError, match="warm_start"):
+        est.fit(X, y)
+
+
+def test_early_stopping_restores_best_epoch():
+    X, y = _small(n=120)
+    est = RNNRegressor(early_stopping=True, n_iter_no_change=3, validation_fraction=0.2,
+                       hidden_layer_sizes=(8,), max_iter=200, learning_rate_init=0.05,
+                       random_state=0).fit(X, y)
+    scores = est.validation_scores_
+    assert len(scores) == est.n_iter_ and est.best_validation_score_ == max(scores)
+    assert est.n_iter_ < 200
+    # stopped early: the last n_iter_no_change + 1 epochs did not beat the best by tol
+    assert max(scores[-4:]) < max(scores[:-4]) + est.tol
+    clf = RNNClassifier(early_stopping=True, **{**FAST, "max_iter": 30}).fit(
+        X, np.where(y > 0, "a", "b"))
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_early_stopping_best_weights_are_the_ones_kept(monkeypatch):
+    import rnnumba.training as training
+    X, y = _small(n=100)
+    seen = {}
+    original = training._update_no_improvement
+
+    def spy(est, net, val_data, score_fn, tol, early_stopping):
+        improved = original(est, net, val_data, score_fn, tol, early_stopping)
+        seen["val"] = val_data
+        return improved
+
+    monkeypatch.setattr(training, "_update_no_improvement", spy)
+    est = RNNRegressor(early_stopping=True, n_iter_no_change=2, max_iter=100,
+                       learning_rate_init=0.05, hidden_layer_sizes=(8,),
+                       random_state=0).fit(X, y)
+    assert est._validation_score(seen["val"]) == pytest.approx(est.best_validation_score_)
+
+
+def test_determinism_bitwise():
+    X, y = _small()
+    for cls, target in ((RNNRegressor, y), (RNNClassifier, y > 0)):
+        a = cls(dropout=0.3, hidden_layer_sizes=(8, 8), max_iter=5, random_state=7).fit(X, target)
+        b = cls(dropout=0.3, hidden_layer_sizes=(8, 8), max_iter=5, random_state=7).fit(X, target)
+        pa = a.predict_proba(X) if cls is RNNClassifier else a.predict(X)
+        pb = b.predict_proba(X) if cls is RNNClassifier else b.predict(X)
+        assert np.array_equal(pa, pb)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cells_dtypes_bidirectional_stacked(cell, dtype):
+    X, y = _small(n=40)
+    est = RNNRegressor(cell=cell, dtype=dtype, bidirectional=True, hidden_layer_sizes=(6, 4),
+                       max_iter=3, random_state=0).fit(X, y)
+    pred = est.predict(X)
+    assert pred.dtype == np.float64 and np.isfinite(pred).all()
+    assert est.device_ == "cpu"
+
+
+def test_tbptt_runs_and_equals_full_when_long_enough():
+    X, y = _small(n=30, steps=8)
+    full = RNNRegressor(**{**FAST, "max_iter": 3}).fit(X, y)
+    same = RNNRegressor(bptt_steps=8, **{**FAST, "max_iter": 3}).fit(X, y)
+    np.testing.assert_array_equal(full.predict(X), same.predict(X))
+    chunked = RNNRegressor(bptt_steps=3, **{**FAST, "max_iter": 30}).fit(X, y)
+    assert chunked.loss_curve_[-1] < chunked.loss_curve_[0]
+    with pytest.raises(ValueError, match="bidirectional"):
+        RNNRegressor(bptt_steps=3, bidirectional=True).fit(X, y)
+
+
+def test_sgd_solver_and_schedules():
+    X, y = _small()
+    for lr in ("constant", "invscaling", "adaptive"):
+        est = RNNRegressor(solver="sgd", learning_rate=lr, learning_rate_init=0.05,
+                           **FAST).fit(X, y)
+        assert np.isfinite(est.loss_)
+
+
+def test_verbose_prints_progress(capsys):
+    X, y = _small(n=30)
+    RNNClassifier(verbose=True, early_stopping=True, **{**FAST, "max_iter": 2}).fit(X, y > 0)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "validation score = " in out and "time = " in out
+
+
+def test_convergence_warning():
+    X, y = _small(n=30)
+    with pytest.warns(ConvergenceWarning):
+        RNNRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)
+
+
+def test_divergence_is_a_clear_error_and_keeps_finite_weights():
+    X, y = _small(n=30)
+    est = RNNRegressor(solver="sgd", learning_rate_init=1e6, clip_norm=None, momentum=0.0,
+                       cell="rnn", activation="relu", hidden_layer_sizes=(8,), max_iter=50,
+                       random_state=0)
+    with pytest.raises(TrainingDivergedError, match="diverged"):
+        est.fit(X, y * 1e6)
+    assert all(np.isfinite(p).all() for p in est._net.params)
+
+
+def test_keyboard_interrupt_keeps_best_weights(monkeypatch):
+    import rnnumba.training as training
+    X, y = _small(n=40)
+    est = RNNRegressor(**{**FAST, "max_iter": 50})
+    calls = {"n": 0}
+    original = training.SequenceNetwork.loss_and_gradients
+
+    def interrupt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3 * 1 + 1:  # one batch per epoch: interrupt in epoch 4
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.SequenceNetwork, "loss_and_gradients", interrupt)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est.fit(X, y)
+    assert est.n_iter_ == 3
+    best = est._best_weights
+    assert all(np.array_equal(a, b) for a, b in zip(best, est._net.params))
+    est.predict(X)
+
+
+def test_device_handling():
+    X, y = _small(n=20)
+    est = RNNRegressor(device="auto", **FAST).fit(X, y)
+    assert est.device_ == "cpu"
+    with pytest.raises(ValueError, match="cuda"):
+        RNNRegressor(device="cuda", **FAST).fit(X, y)
+
+
+# ---------------------------------------------------------------------- bad inputs
+@pytest.mark.parametrize("bad, match", [
+    ("nan_middle", "not trailing"),
+    ("inf", "inf"),
+    ("partial_nan", "some but not all"),
+    ("empty_seq", "empty"),
+    ("one_d", "2D array"),
+    ("four_d", "2-D"),
+    ("one_step_2d", "1 feature"),
+])
+def test_bad_X(bad, match):
+    X, y = _small(n=10)
+    X = X.copy()
+    if bad == "nan_middle":
+        X[2, 1, :] = np.nan
+    elif bad == "inf":
+        X[0, 4, 1] = np.inf
+    elif bad == "partial_nan":
+        X[1, 4, 0] = np.nan
+    elif bad == "empty_seq":
+        X[3] = np.nan
+    elif bad == "one_d":
+        X = X[:, 0, 0]
+    elif bad == "four_d":
+        X = X[..., None]
+    elif bad == "one_step_2d":
+        X = X[:, :1, 0]
+    with pytest.raises(ValueError, match=match):
+        RNNRegressor(**FAST).fit(X, y)
+
+
+def test_bad_inputs_at_predict_and_params():
+    X, y = _small(n=20)
+    est = RNNRegressor(**FAST)
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+    est.fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        est.predict(X[:, :, :1])
+    with pytest.raises(ValueError):
+        RNNRegressor(cell="transformer").fit(X, y)
+    with pytest.raises(ValueError, match="activation"):
+        RNNRegressor(cell="lstm", activation="relu").fit(X, y)
+    with pytest.raises(ValueError):
+        RNNRegressor(hidden_layer_sizes=(4, 0)).fit(X, y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        RNNRegressor(**FAST).fit(X, y[:-1])
+    with pytest.raises(ValueError, match="class"):
+        RNNClassifier(**FAST).fit(X, np.ones(len(X)))
+    with pytest.raises(ValueError, match="return_sequences=True"):
+        RNNClassifier(**FAST).fit(X, np.zeros((20, 5), dtype=int))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        RNNClassifier(**FAST).fit(X, y)
+    with pytest.raises(ValueError, match="NaN"):
+        RNNRegressor(**FAST).fit(X, np.where(np.arange(len(y)) == 3, np.nan, y))
+    with pytest.raises(ValueError, match="time steps"):
+        RNNRegressor(return_sequences=True, **FAST).fit(X, np.zeros((20, 4)))
+
+
+def test_clone_keeps_params_not_state():
+    X, y = _small(n=20)
+    est = RNNClassifier(cell="gru", hidden_layer_sizes=(5,), class_weight="balanced",
+                        max_iter=2).fit(X, y > 0)
+    twin = clone(est)
+    assert twin.get_params() == est.get_params()
+    assert not hasattr(twin, "classes_")

@@ -28,22 +28,8 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
         for n in range(batch):
             y = out[t, n, col:col + hid]
             if t < lengths[n]:
-                p = proj[t, n]
-                r = rec[n]
-                keep = cache[t, n]
-                h_row = h[n]
-                for j in range(hid):
-                    hn = r[2 * hid + j] + b_hh[2 * hid + j]
-                    rj, zj, nj, hj = gru_point(
-                        p[j] + r[j] + b_hh[j],
-                        p[hid + j] + r[hid + j] + b_hh[hid + j],
-                        p[2 * hid + j], hn, h_row[j])
-                    keep[j] = rj
-                    keep[hid + j] = zj
-                    keep[2 * hid + j] = nj
-                    keep[3 * hid + j] = hn
-                    h_row[j] = hj
-                y[:] = h_row
+                _forward_row(proj[t, n], rec[n], b_hh, cache[t, n], h[n])
+                y[:] = h[n]
             else:
                 y[:] = 0.0
 
@@ -64,24 +50,52 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
         dh_t = d_hh[t]
         for n in range(batch):
             if t < lengths[n]:
-                keep = cache[t, n]
-                di = di_t[n]
-                dr = dh_t[n]
-                dh_row = dh[n]
-                g = grad_out[t, n, col:col + hid]
-                hp = h_prev[t, n]
-                for j in range(hid):
-                    da_r, da_z, da_n, dhn, direct = gru_point_backward(
-                        dh_row[j] + g[j],
-                        keep[j], keep[hid + j], keep[2 * hid + j], keep[3 * hid + j], hp[j])
-                    di[j] = da_r
-                    di[hid + j] = da_z
-                    di[2 * hid + j] = da_n
-                    dr[j] = da_r
-                    dr[hid + j] = da_z
-                    dr[2 * hid + j] = dhn
-                    dh_row[j] = direct
+                _backward_row(dh[n], grad_out[t, n, col:col + hid], cache[t, n], h_prev[t, n],
+                              di_t[n], dh_t[n])
             else:
                 di_t[n, :] = 0.0
                 dh_t[n, :] = 0.0
         recurrent_gradient(dh_t, w_hh, t, lengths, False, dh_rec, dh, True)
+
+
+@kernel
+def _forward_row(p, r, b_hh, keep, h_row):
+    """One row of the elementwise pass: gates into ``keep``, the new state into ``h_row``.
+
+    Each gate block is its own 1-D view: with one array and offsets ``k*hid + j`` LLVM sees
+    stores at an unknown distance and does not vectorise the loop.
+    """
+    hid = h_row.shape[0]
+    p_r, p_z, p_n = p[:hid], p[hid:2 * hid], p[2 * hid:]
+    r_r, r_z, r_n = r[:hid], r[hid:2 * hid], r[2 * hid:]
+    b_r, b_z, b_n = b_hh[:hid], b_hh[hid:2 * hid], b_hh[2 * hid:]
+    k_r, k_z, k_n, k_hn = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:]
+    for j in range(hid):
+        hn = r_n[j] + b_n[j]
+        rj, zj, nj, hj = gru_point(p_r[j] + r_r[j] + b_r[j], p_z[j] + r_z[j] + b_z[j], p_n[j],
+                                   hn, h_row[j])
+        k_r[j] = rj
+        k_z[j] = zj
+        k_n[j] = nj
+        k_hn[j] = hn
+        h_row[j] = hj
+
+
+@kernel
+def _backward_row(dh_row, g, keep, h_prev, di, dr):
+    """One row of the elementwise gradient: ``di`` for the input projection, ``dr`` for the
+    recurrent one; ``dh_row`` receives the direct path to the previous state."""
+    hid = dh_row.shape[0]
+    k_r, k_z, k_n, k_hn = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:]
+    di_r, di_z, di_n = di[:hid], di[hid:2 * hid], di[2 * hid:]
+    dr_r, dr_z, dr_n = dr[:hid], dr[hid:2 * hid], dr[2 * hid:]
+    for j in range(hid):
+        da_r, da_z, da_n, dhn, direct = gru_point_backward(
+            dh_row[j] + g[j], k_r[j], k_z[j], k_n[j], k_hn[j], h_prev[j])
+        di_r[j] = da_r
+        di_z[j] = da_z
+        di_n[j] = da_n
+        dr_r[j] = da_r
+        dr_z[j] = da_z
+        dr_n[j] = dhn
+        dh_row[j] = direct

@@ -30,27 +30,10 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
         for n in range(batch):
             y = out[t, n, col:col + hid]
             if t < lengths[n]:
-                p = proj[t, n]
-                r = rec[n]
                 keep = cache[t, n]
-                c_row = c[n]
-                h_row = h[n]
-                for j in range(hid):
-                    i, f, g, o, cj, hj = lstm_point(
-                        p[j] + r[j] + b_hh[j],
-                        p[hid + j] + r[hid + j] + b_hh[hid + j],
-                        p[2 * hid + j] + r[2 * hid + j] + b_hh[2 * hid + j],
-                        p[3 * hid + j] + r[3 * hid + j] + b_hh[3 * hid + j],
-                        c_row[j])
-                    keep[j] = i
-                    keep[hid + j] = f
-                    keep[2 * hid + j] = g
-                    keep[3 * hid + j] = o
-                    c_row[j] = cj
-                    h_row[j] = hj
-                # Separate copies keep the loop above to few stored streams (vectorised).
-                keep[4 * hid:5 * hid] = c_row
-                y[:] = h_row
+                _forward_row(proj[t, n], rec[n], b_hh, keep, c[n], h[n])
+                keep[4 * hid:5 * hid] = c[n]
+                y[:] = h[n]
             else:
                 y[:] = 0.0
 
@@ -74,25 +57,54 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
         d_t = d_ih[t]
         for n in range(batch):
             if t < lengths[n]:
-                keep = cache[t, n]
-                d = d_t[n]
-                dh_row = dh[n]
-                dc_row = dc[n]
-                g = grad_out[t, n, col:col + hid]
                 if 0 <= prev < lengths[n]:
                     c_prev = cache[prev, n, 4 * hid:5 * hid]
                 else:
                     c_prev = c0[n, :]
-                for j in range(hid):
-                    da_i, da_f, da_g, da_o, dc_prev = lstm_point_backward(
-                        dh_row[j] + g[j], dc_row[j],
-                        keep[j], keep[hid + j], keep[2 * hid + j], keep[3 * hid + j],
-                        keep[4 * hid + j], c_prev[j])
-                    d[j] = da_i
-                    d[hid + j] = da_f
-                    d[2 * hid + j] = da_g
-                    d[3 * hid + j] = da_o
-                    dc_row[j] = dc_prev
+                _backward_row(dh[n], grad_out[t, n, col:col + hid], dc[n], cache[t, n], c_prev,
+                              d_t[n])
             else:
                 d_t[n, :] = 0.0
         recurrent_gradient(d_t, w_hh, t, lengths, t < shortest, dh_rec, dh, False)
+
+
+@kernel
+def _forward_row(p, r, b_hh, keep, c_row, h_row):
+    """One row of the elementwise pass: gates into ``keep``, new state into ``c_row``/``h_row``.
+
+    Each gate block is its own 1-D view: with one array and offsets ``k*hid + j`` LLVM sees
+    stores at an unknown distance and does not vectorise the loop.
+    """
+    hid = h_row.shape[0]
+    p_i, p_f, p_g, p_o = p[:hid], p[hid:2 * hid], p[2 * hid:3 * hid], p[3 * hid:]
+    r_i, r_f, r_g, r_o = r[:hid], r[hid:2 * hid], r[2 * hid:3 * hid], r[3 * hid:]
+    b_i, b_f, b_g, b_o = b_hh[:hid], b_hh[hid:2 * hid], b_hh[2 * hid:3 * hid], b_hh[3 * hid:]
+    k_i, k_f, k_g, k_o = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:4 * hid]
+    for j in range(hid):
+        i, f, g, o, cj, hj = lstm_point(p_i[j] + r_i[j] + b_i[j], p_f[j] + r_f[j] + b_f[j],
+                                        p_g[j] + r_g[j] + b_g[j], p_o[j] + r_o[j] + b_o[j],
+                                        c_row[j])
+        k_i[j] = i
+        k_f[j] = f
+        k_g[j] = g
+        k_o[j] = o
+        c_row[j] = cj
+        h_row[j] = hj
+
+
+@kernel
+def _backward_row(dh_row, g, dc_row, keep, c_prev, d):
+    """One row of the elementwise gradient: pre-activation gradients into ``d``, and ``dc``
+    carried to the previous step in place (gate blocks as separate views, see above)."""
+    hid = dh_row.shape[0]
+    k_i, k_f, k_g, k_o = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:4 * hid]
+    k_c = keep[4 * hid:]
+    d_i, d_f, d_g, d_o = d[:hid], d[hid:2 * hid], d[2 * hid:3 * hid], d[3 * hid:]
+    for j in range(hid):
+        da_i, da_f, da_g, da_o, dc_prev = lstm_point_backward(
+            dh_row[j] + g[j], dc_row[j], k_i[j], k_f[j], k_g[j], k_o[j], k_c[j], c_prev[j])
+        d_i[j] = da_i
+        d_f[j] = da_f
+        d_g[j] = da_g
+        d_o[j] = da_o
+        dc_row[j] = dc_prev

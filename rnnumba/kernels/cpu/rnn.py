@@ -28,13 +28,8 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
         for n in range(batch):
             y = out[t, n, col:col + hidden]
             if t < lengths[n]:
-                p = proj[t, n]
-                r = rec[n]
-                h_row = h[n]
-                for j in range(hidden):
-                    value = rnn_point(p[j] + r[j] + b_hh[j], act)
-                    h_row[j] = value
-                    y[j] = value
+                _forward_row(proj[t, n], rec[n], b_hh, act, h[n])
+                y[:] = h[n]
             else:
                 y[:] = 0.0
 
@@ -54,13 +49,23 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
         t = s if reverse else steps - 1 - s
         d_t = d_ih[t]
         for n in range(batch):
-            d = d_t[n]
             if t < lengths[n]:
-                dh_row = dh[n]
-                g = grad_out[t, n, col:col + hidden]
-                y = out[t, n, col:col + hidden]
-                for j in range(hidden):
-                    d[j] = rnn_point_backward(dh_row[j] + g[j], y[j], act)
+                _backward_row(dh[n], grad_out[t, n, col:col + hidden],
+                              out[t, n, col:col + hidden], act, d_t[n])
             else:
-                d[:] = 0.0
+                d_t[n, :] = 0.0
         recurrent_gradient(d_t, w_hh, t, lengths, t < shortest, dh_rec, dh, False)
+
+
+@kernel
+def _forward_row(p, r, b_hh, act, h_row):
+    """One row of the elementwise pass: ``h = act(p + r + b_hh)``."""
+    for j in range(h_row.shape[0]):
+        h_row[j] = rnn_point(p[j] + r[j] + b_hh[j], act)
+
+
+@kernel
+def _backward_row(dh_row, g, y, act, d):
+    """One row of the elementwise gradient: ``d = (dh + g) * act'``."""
+    for j in range(d.shape[0]):
+        d[j] = rnn_point_backward(dh_row[j] + g[j], y[j], act)

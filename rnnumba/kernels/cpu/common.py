@@ -26,8 +26,11 @@ def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_i
     # grad_w_ih += d_ih2.T @ x2, computed as grad_w_ih.T += x2.T @ d_ih2
     _add_product(x2.T, d_ih2.T, grad_w_ih.T, trans_b=1)
     _add_product(h_prev.reshape(rows, h_prev.shape[2]).T, d_hh2.T, grad_w_hh.T, trans_b=1)
-    grad_b_ih += d_ih2.sum(axis=0)
-    grad_b_hh += d_hh2.sum(axis=0)
+    # Column sums as a GEMV with ones: several times faster than sum(axis=0) here.
+    ones = np.ones(rows, dtype=d_ih2.dtype)
+    bias_ih = ones @ d_ih2
+    grad_b_ih += bias_ih
+    grad_b_hh += bias_ih if d_hh is d_ih else ones @ d_hh2
     if grad_x is None:  # the caller does not need the input gradient
         return
     # grad_x += d_ih2 @ w_ih, computed as grad_x.T += w_ih.T @ d_ih2.T

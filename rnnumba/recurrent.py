@@ -180,6 +180,7 @@ class Recurrent:
         if self.device == "cuda":
             return self._cuda_forward(X, lengths, hx)
         common, kernels = cell_kernels(self.device, self.cell)
+        self._activations = None  # release the previous batch's before allocating new ones
         n_seq, steps, _ = X.shape
         layers, dirs, hidden = self.num_layers, self.num_directions, self.hidden_size
         h0, c0 = self._initial_states(hx, n_seq)

@@ -45,15 +45,28 @@ def _diagnose(cuda):
     return "no CUDA device could be used (numba.cuda.is_available() is False); use device='cpu'"
 
 
-def resolve_device(device):
+def simulator_enabled():
+    """Whether Numba's CUDA simulator is on (``NUMBA_ENABLE_CUDASIM=1`` when numba was first
+    imported): CUDA kernels then run as Python threads, correct but very slow."""
+    from numba import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+def resolve_device(device, simulator=True):
     """Map a requested device to the one that will run: ``"cpu"`` or ``"cuda"``.
 
     ``"auto"`` picks ``"cuda"`` when a CUDA device works, else ``"cpu"``; ``"cuda"`` raises a
-    ``ValueError`` saying why no device works and what to do.
+    ``ValueError`` saying why no device works and what to do. With ``simulator=False``,
+    ``"auto"`` does not count Numba's CUDA simulator as a working device (it picks
+    ``"cpu"`` there); ``"cuda"`` still accepts the simulator. The estimators resolve
+    ``"auto"`` that way, so a test run under the simulator does not train every default
+    estimator on it.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if device == "cpu":
+        return "cpu"
+    if device == "auto" and not simulator and simulator_enabled():
         return "cpu"
     reason = cuda_unavailable_reason()
     if device == "auto":

@@ -38,17 +38,23 @@ AUTO_BATCH_SIZE = 64
 
 
 def _resolve_estimator_device(device):
-    """``"auto"``/``"cpu"`` -> ``"cpu"``; ``"cuda"`` is a clear ``ValueError`` for now.
+    """The device an estimator trains on: ``"cpu"`` or ``"cuda"``.
 
-    The estimators train on host arrays; their CUDA path comes with the CUDA issue, so
-    ``"auto"`` stays on the CPU even where :func:`rnnumba.backend.resolve_device` would pick
-    a GPU (or Numba's CUDA simulator).
+    ``"cuda"`` raises a ``ValueError`` saying why when no CUDA device works. ``"auto"`` picks
+    ``"cuda"`` only when a *real* CUDA device works: Numba's CUDA simulator
+    (``NUMBA_ENABLE_CUDASIM=1``) counts for ``"cuda"`` but not for ``"auto"``, so that a test
+    run under the simulator does not train every default estimator on it.
     """
-    if device in ("auto", "cpu"):
+    return resolve_device(device, simulator=False)
+
+
+def _runnable_device(device):
+    """Where a fitted network can run now: its training device, or the CPU when that was
+    ``"cuda"`` and no CUDA device works here (the weights are host arrays either way)."""
+    from . import backend  # looked up at call time (tests replace the probe)
+    if device == "cuda" and backend.cuda_unavailable_reason() is not None:
         return "cpu"
-    resolve_device(device)  # raises, saying why, when no CUDA device works
-    raise ValueError("device='cuda' is not supported by RNNRegressor/RNNClassifier yet: "
-                     "the estimators train on the CPU; use device='cpu' or 'auto'")
+    return device
 
 
 class _BaseRNN(BaseEstimator):
@@ -244,6 +250,11 @@ class _BaseRNN(BaseEstimator):
         weights = self._apply_class_weight(weights, target, step_mask, incremental)
         if first:
             self._initialize(n_outputs)
+        else:
+            device = _resolve_estimator_device(self.device)
+            if device != self._net.device:
+                self._net.to_device(device)
+            self.device_ = device
         if self._optimizer is None or not incremental:
             self._optimizer = self._new_optimizer()
 
@@ -304,6 +315,14 @@ class _BaseRNN(BaseEstimator):
         return out
 
     # ------------------------------------------------------------------ persistence
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        net = self.__dict__.get("_net")
+        if net is not None and net.device != _runnable_device(net.device):
+            # trained on a GPU, unpickled where none works: predict on the CPU
+            net.to_device("cpu")
+            self.device_ = "cpu"
+
     def save(self, path):
         """Write the fitted estimator to one ``.npz`` file (no pickle); read with
         :func:`rnnumba.load`."""

@@ -94,8 +94,13 @@ class SGD(_Optimizer):
 
     def step(self, params, grads):
         self._check(params, grads)
+        self._update(params, grads, range(len(params)))
+
+    def _update(self, params, grads, which):
+        """The update of the buffers at the indices ``which`` (the others are untouched)."""
         lr, mu = self.learning_rate, self.momentum
-        for p, g, v in zip(params, grads, self.velocities):
+        for i in which:
+            p, g, v = params[i], grads[i], self.velocities[i]
             v *= mu
             v -= lr * g
             if self.nesterov:
@@ -126,9 +131,14 @@ class Adam(_Optimizer):
     def step(self, params, grads):
         self._check(params, grads)
         self.t += 1
+        self._update(params, grads, range(len(params)))
+
+    def _update(self, params, grads, which):
+        """Step number :attr:`t` (already counted) of the buffers at the indices ``which``."""
         b1, b2 = self.beta_1, self.beta_2
         step = self.learning_rate * np.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
-        for p, g, m, v in zip(params, grads, self.ms, self.vs):
+        for i in which:
+            p, g, m, v = params[i], grads[i], self.ms[i], self.vs[i]
             m *= b1
             m += (1.0 - b1) * g
             v *= b2

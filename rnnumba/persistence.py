@@ -145,7 +145,7 @@ def load(path):
 
 
 def _build(arrays):
-    from .estimators import RNNClassifier, RNNRegressor
+    from .estimators import RNNClassifier, RNNRegressor, _runnable_device
     from .training import SequenceNetwork
 
     if "__metadata__" not in arrays:
@@ -190,6 +190,10 @@ def _build(arrays):
     if len(layers_meta) != len(sizes):
         raise ValueError("layer count in the file does not match hidden_layer_sizes")
     n_in, n_out = (int(v) for v in meta["head"])
+    if getattr(est, "device_", None) not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device_ {getattr(est, 'device_', None)!r} in file")
+    # trained on a GPU, loaded where none works: the network runs on the CPU
+    est.device_ = _runnable_device(est.device_)
     net = SequenceNetwork(
         est.cell, int(est.n_features_in_), sizes, n_out, bidirectional=bool(est.bidirectional),
         activation=est.activation, dropout=float(est.dropout),

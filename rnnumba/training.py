@@ -77,6 +77,12 @@ class SequenceNetwork:
         self.head = DenseHead(n_in, n_outputs, dtype=self.dtype, random_state=rng)
         self._dropout_rng = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
         self.training = False
+        self._device_session = None  # set while run_epochs trains on the device
+
+    @property
+    def device(self):
+        """``"cpu"`` or ``"cuda"``: where the recurrent layers run."""
+        return self.layers[0].device
 
     # ------------------------------------------------------------------ buffers
     @property
@@ -100,11 +106,22 @@ class SequenceNetwork:
         return masks
 
     def get_weights(self):
+        if getattr(self, "_device_session", None) is not None:
+            return self._device_session.get_weights()  # device copies during a CUDA fit
         return [p.copy() for p in self.params]
 
     def set_weights(self, weights):
+        if getattr(self, "_device_session", None) is not None:
+            return self._device_session.set_weights(weights)
         for p, w in zip(self.params, weights):
             p[...] = w
+
+    def to_device(self, device):
+        """Run the recurrent layers on ``device`` ("cpu" or "cuda"; host weights are kept)."""
+        for layer in self.layers:
+            layer.device = device
+            layer._activations = None
+        return self
 
     def train(self, mode=True):
         self.training = bool(mode)
@@ -239,6 +256,7 @@ class SequenceNetwork:
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_cache", None)
+        state["_device_session"] = None
         return state
 
 
@@ -281,22 +299,35 @@ def run_epochs(est, net, optimizer, train_data, val_data, *, loss_fn, score_fn, 
     and the private ``_no_improvement_count``/``_best_weights``.
     """
     n_samples = len(train_data)
-    params, grads = net.params, net.grads
-    masks = [m.astype(p.dtype) for m, p in zip(net.weight_masks(), params)]
-    backup = [p.copy() for p in params]
     sample_idx = np.arange(n_samples)
-    net.train(True)
-    # overflow is detected and reported below (TrainingDivergedError), not warned about
-    with blas_limits(net), np.errstate(over="ignore", invalid="ignore"):
-        return _epochs(est, net, optimizer, train_data, val_data, loss_fn, score_fn, max_iter,
-                       batch_size, shuffle, rng, alpha, clip_norm, bptt_steps, tol,
-                       n_iter_no_change, early_stopping, verbose, incremental, params, grads,
-                       masks, backup, sample_idx, n_samples)
+    session = None
+    if net.device == "cuda":
+        # Parameters, gradients and optimizer state live on the device until the session
+        # closes (see rnnumba._cuda_training); the host buffers are synced once at the end.
+        from ._cuda_training import DeviceSession
+        session = DeviceSession(net, optimizer)
+        params = grads = masks = backup = None
+    else:
+        params, grads = net.params, net.grads
+        masks = [m.astype(p.dtype) for m, p in zip(net.weight_masks(), params)]
+        backup = [p.copy() for p in params]
+    try:
+        net.train(True)
+        # overflow is detected and reported below (TrainingDivergedError), not warned about
+        with blas_limits(net), np.errstate(over="ignore", invalid="ignore"):
+            return _epochs(est, net, optimizer, train_data, val_data, loss_fn, score_fn,
+                           max_iter, batch_size, shuffle, rng, alpha, clip_norm, bptt_steps,
+                           tol, n_iter_no_change, early_stopping, verbose, incremental, params,
+                           grads, masks, backup, sample_idx, n_samples, session)
+    finally:
+        if session is not None:
+            session.close(est)
 
 
 def _epochs(est, net, optimizer, train_data, val_data, loss_fn, score_fn, max_iter, batch_size,
             shuffle, rng, alpha, clip_norm, bptt_steps, tol, n_iter_no_change, early_stopping,
-            verbose, incremental, params, grads, masks, backup, sample_idx, n_samples):
+            verbose, incremental, params, grads, masks, backup, sample_idx, n_samples,
+            session=None):
     stopped_reason = None
     converged = False
     try:
@@ -311,6 +342,14 @@ def _epochs(est, net, optimizer, train_data, val_data, loss_fn, score_fn, max_it
                 X, lengths, target, weights, normalizer = train_data.batch(idx, net.dtype)
                 if normalizer <= 0.0:
                     continue  # only zero-weight samples: nothing to learn from
+                if session is not None:
+                    loss = session.train_step(
+                        est, X, lengths, target, weights, normalizer, loss_fn, bptt_steps,
+                        alpha, clip_norm, start,
+                        lambda saved, at=start: _diverged(est, net, saved, at))
+                    accumulated += loss * normalizer
+                    total_norm += normalizer
+                    continue
                 loss = net.loss_and_gradients(X, lengths, target, weights, normalizer,
                                               loss_fn, bptt_steps)
                 if alpha > 0.0:

@@ -322,12 +322,50 @@ def test_keyboard_interrupt_keeps_best_weights(monkeypatch):
     est.predict(X)
 
 
-def test_device_handling():
+def test_device_handling(monkeypatch):
+    from rnnumba import backend
     X, y = _small(n=20)
+    monkeypatch.setattr(backend, "cuda_unavailable_reason", lambda: "no GPU in this test")
     est = RNNRegressor(device="auto", **FAST).fit(X, y)
     assert est.device_ == "cpu"
-    with pytest.raises(ValueError, match="cuda"):
+    with pytest.raises(ValueError, match="device='cuda' is not available: no GPU in this test"):
         RNNRegressor(device="cuda", **FAST).fit(X, y)
+    with pytest.raises(ValueError, match="no GPU in this test"):  # partial_fit/warm start too
+        est.set_params(device="cuda", warm_start=True).fit(X, y)
+
+
+def test_auto_device_means_a_real_gpu(monkeypatch):
+    """``"auto"`` picks CUDA only for a working real device, never Numba's simulator."""
+    from rnnumba import backend
+    from rnnumba.estimators import _resolve_estimator_device
+    monkeypatch.setattr(backend, "cuda_unavailable_reason", lambda: None)
+    monkeypatch.setattr(backend, "simulator_enabled", lambda: True)
+    assert _resolve_estimator_device("auto") == "cpu"
+    assert _resolve_estimator_device("cuda") == "cuda"
+    monkeypatch.setattr(backend, "simulator_enabled", lambda: False)
+    assert _resolve_estimator_device("auto") == "cuda"
+    assert _resolve_estimator_device("cpu") == "cpu"
+
+
+def test_gpu_trained_estimator_loads_on_the_cpu_where_no_gpu_works(monkeypatch, tmp_path):
+    """A CUDA-trained estimator holds host arrays only: pickled or saved, it predicts on
+    the CPU where no CUDA device works (``device_`` then says "cpu")."""
+    import pickle
+
+    from rnnumba import backend, load
+    X, y = _small(n=20)
+    est = RNNRegressor(**{**FAST, "max_iter": 2}).fit(X, y)
+    expected = est.predict(X)
+    # what a CUDA fit leaves behind (weights synced to the host): only the device differs
+    est.set_params(device="cuda")
+    est.device_ = "cuda"
+    est._net.to_device("cuda")
+    blob = pickle.dumps(est)
+    est.save(tmp_path / "est.npz")
+    monkeypatch.setattr(backend, "cuda_unavailable_reason", lambda: "no GPU in this test")
+    for clone_ in (pickle.loads(blob), load(tmp_path / "est.npz")):
+        assert clone_.device_ == "cpu" and clone_._net.device == "cpu"
+        np.testing.assert_array_equal(clone_.predict(X), expected)
 
 
 # ---------------------------------------------------------------------- bad inputs

@@ -19,6 +19,8 @@ from ._jit import blocks, cached_factory, numba_type
 
 #: Threads per block of the sum-of-squares reduction.
 REDUCE_BLOCK = 128
+#: Most blocks of one reduction (each thread loops over a strided slice beyond that).
+REDUCE_MAX_BLOCKS = 1024
 
 
 @cached_factory
@@ -115,15 +117,30 @@ def adam_step(params, grads, ms, vs, t, learning_rate, beta_1=0.9, beta_2=0.999,
             kernel(p, g, m, v, float(step), float(beta_1), float(beta_2), float(epsilon))
 
 
-def sum_of_squares(g):
-    """``sum(g**2)`` in float64 with a fixed reduction order (deterministic)."""
+def reduce_blocks(size):
+    """Blocks of the reductions over ``size`` elements (the length of their partial sums)."""
+    return min(blocks(size, REDUCE_BLOCK), REDUCE_MAX_BLOCKS)
+
+
+def _partials(grid, workspace, what):
+    if workspace is not None and workspace.size >= grid:
+        return workspace[:grid]
+    return _jit.device_empty(grid, np.float64, what)
+
+
+def sum_of_squares(g, workspace=None):
+    """``sum(g**2)`` in float64 with a fixed reduction order (deterministic).
+
+    ``workspace``: an optional float64 device array of at least ``reduce_blocks(g.size)``
+    elements for the partial sums (else one is allocated per call).
+    """
     if g.size == 0:
         return 0.0
     block = REDUCE_BLOCK
     if block & (block - 1):
         raise ValueError(f"REDUCE_BLOCK must be a power of two, got {block}")
-    grid = min(blocks(g.size, block), 1024)
-    partials = _jit.device_empty(grid, np.float64, "norm partial sums")
+    grid = reduce_blocks(g.size)
+    partials = _partials(grid, workspace, "norm partial sums")
     _sum_squares_kernel(block)[grid, block](g, partials)
     return float(np.sum(partials.copy_to_host()))
 
@@ -146,3 +163,99 @@ def clip_grad_norm(grads, max_norm):
             if g.size:
                 _scale_kernel(g.dtype.str)[_launch(g.size)](g, float(scale))
     return norm
+
+
+# --------------------------------------------------------------------------- training helpers
+
+
+@cached_factory
+def _masked_kernel(dtype):
+    def kernel(p, mask, out):
+        i = cuda.grid(1)
+        if i < p.shape[0]:
+            out[i] = p[i] * mask[i]
+
+    return cuda.jit(kernel)
+
+
+@cached_factory
+def _axpy_kernel(dtype):
+    dt = numba_type(dtype)
+
+    def kernel(y, x, factor):
+        i = cuda.grid(1)
+        if i < y.shape[0]:
+            y[i] += dt(x[i] * dt(factor))  # host: ``x *= factor; y += x`` in the dtype
+
+    return cuda.jit(kernel)
+
+
+@cached_factory
+def _finite_probe_kernel(block):
+    def kernel(g, partials):
+        shared = cuda.shared.array(block, dtype=float64)
+        tid = cuda.threadIdx.x
+        total = float64(0.0)
+        stride = cuda.gridDim.x * block
+        for i in range(cuda.blockIdx.x * block + tid, g.shape[0], stride):
+            total += float64(g[i]) * 0.0  # NaN for NaN or inf, else 0
+        shared[tid] = total
+        cuda.syncthreads()
+        width = block // 2
+        while width > 0:
+            if tid < width:
+                shared[tid] += shared[tid + width]
+            cuda.syncthreads()
+            width //= 2
+        if tid == 0:
+            partials[cuda.blockIdx.x] = shared[0]
+
+    return cuda.jit(kernel)
+
+
+def add_l2(params, grads, masks, workspaces, coef, partials=None):
+    """L2 penalty on device buffers, as the host training loop computes it::
+
+        pm = p * mask;  penalty += sum(pm**2);  g += pm * coef
+
+    ``masks`` are device arrays of the parameter dtype (1 for weights, 0 for biases),
+    ``workspaces`` device arrays of the same sizes, ``partials`` as in
+    :func:`sum_of_squares`. Returns the float64 ``sum(pm**2)``.
+    """
+    penalty = 0.0
+    for p, g, m, w in zip(params, grads, masks, workspaces):
+        if p.size:
+            grid = _launch(p.size)
+            _masked_kernel(p.dtype.str)[grid](p, m, w)
+            penalty += sum_of_squares(w, partials)
+            _axpy_kernel(p.dtype.str)[grid](g, w, float(coef))
+    return penalty
+
+
+def all_finite(arrays, workspace=None):
+    """Whether every element of the device ``arrays`` is finite (one scalar per array comes
+    back); ``workspace`` as in :func:`sum_of_squares`."""
+    for g in arrays:
+        if g.size == 0:
+            continue
+        block = REDUCE_BLOCK
+        grid = reduce_blocks(g.size)
+        partials = _partials(grid, workspace, "finite-check partial sums")
+        _finite_probe_kernel(block)[grid, block](g, partials)
+        if not np.isfinite(np.sum(partials.copy_to_host())):
+            return False
+    return True
+
+
+def scale(grads, factor):
+    """``g *= factor`` for every device buffer (in the buffer dtype, as the host does)."""
+    for g in grads:
+        if g.size:
+            _scale_kernel(g.dtype.str)[_launch(g.size)](g, float(factor))
+
+
+def add(target, other):
+    """``target += other`` elementwise for lists of device buffers of equal sizes."""
+    for y, x in zip(target, other):
+        if y.size:
+            _axpy_kernel(y.dtype.str)[_launch(y.size)](y, x, 1.0)

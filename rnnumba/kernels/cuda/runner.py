@@ -2,13 +2,18 @@
 
 Where things live
 -----------------
-- **Parameters**: the host flat buffer (``Recurrent.flat_params``) stays the record of truth,
-  so ``state_dict``, ``load_state_dict``, in-place edits by host optimizers and pickling keep
-  working unchanged and a pickled CUDA network holds only NumPy arrays (it loads on a machine
-  without a GPU). The runner keeps a device mirror of the whole buffer with named device views
-  and refreshes it with *one* contiguous host-to-device copy at the start of every forward.
+- **Parameters**: outside training, the host flat buffer (``Recurrent.flat_params``) is the
+  record of truth, so ``state_dict``, ``load_state_dict``, in-place host edits and pickling
+  keep working unchanged and a pickled CUDA network holds only NumPy arrays (it loads on a
+  machine without a GPU). The runner keeps a device mirror of the whole buffer with named
+  device views and refreshes it with *one* contiguous host-to-device copy
+  (:meth:`CudaRunner.push_params`, counted in ``uploads``) at the start of every forward.
+  During an estimator fit the runner is **resident** (:meth:`CudaRunner.hold`): the device
+  buffer is the truth, forwards do not upload, the device optimizer updates it in place, and
+  :meth:`CudaRunner.release` copies it back to the host once at the end.
 - **Gradients**: accumulated into one device flat buffer by the GEMM kernels and copied to the
-  host ``flat_grads`` with one device-to-host copy per backward.
+  host ``flat_grads`` with one device-to-host copy per backward, except when resident: then
+  they stay on the device for the device optimizer.
 - **Activations** (layer inputs, outputs, caches, dropout masks, lengths, initial states) stay
   on the device from ``forward`` to ``backward``; only the user-facing results
   (``output``, ``h_n``, ``c_n`` and the gradient dict) are copied to the host.
@@ -58,6 +63,32 @@ class CudaRunner:
         self.grad_views = make_views(self.grads, model._shapes)
         self._buffers = {}
         self._acts = None
+        #: True while the device parameters are the record of truth (see :meth:`hold`).
+        self.resident = False
+        #: Host-to-device copies of the whole parameter buffer so far (tests and profiling).
+        self.uploads = 0
+
+    # ----------------------------------------------------------------- parameters
+    def push_params(self, model):
+        """Copy the host parameters to the device (one contiguous copy)."""
+        self.params.copy_to_device(model._flat_params)
+        self.uploads += 1
+
+    def pull_params(self, model):
+        """Copy the device parameters into the host ``flat_params`` (in place)."""
+        self.params.copy_to_host(model._flat_params)
+
+    def hold(self, model):
+        """Make the device parameters the truth: upload once, then no upload per forward and
+        no gradient download per backward until :meth:`release`."""
+        self.push_params(model)
+        self.resident = True
+
+    def release(self, model):
+        """End of :meth:`hold`: copy the device parameters back to the host once."""
+        if self.resident:
+            self.resident = False
+            self.pull_params(model)
 
     # ----------------------------------------------------------------- memory
     def buffer(self, name, shape, dtype=None):
@@ -91,7 +122,8 @@ class CudaRunner:
         layers, dirs, hid = model.num_layers, model.num_directions, model.hidden_size
         lstm = model.cell == "lstm"
         gates = kernels.GATES
-        self.params.copy_to_device(model._flat_params)
+        if not self.resident:
+            self.push_params(model)
         act = NONLINEARITIES[model.nonlinearity]
         state_shape = (layers * dirs, n_seq, hid)
 
@@ -158,7 +190,8 @@ class CudaRunner:
         """:meth:`Recurrent._backward_unchecked` on the device; returns the host dict.
 
         With ``need_input_grad=False`` the first layer's input gradient is neither computed
-        nor copied back, and ``result["input"]`` is None.
+        nor copied back, and ``result["input"]`` is None. While :attr:`resident`, the weight
+        gradients stay in :attr:`grads` (the dict holds only ``"input"``, ``"h0"``, ``"c0"``).
         """
         from ...recurrent import NONLINEARITIES
 
@@ -210,8 +243,11 @@ class CudaRunner:
             if layer > 0 and acts["masks"][layer - 1] is not None:
                 multiply_inplace(grad_input, acts["masks"][layer - 1])
             grad_layer_out = grad_input
-        self.grads.copy_to_host(model._flat_grads)
-        result = {name: view.copy() for name, view in model._grads.items()}
+        if self.resident:
+            result = {}
+        else:
+            self.grads.copy_to_host(model._flat_grads)
+            result = {name: view.copy() for name, view in model._grads.items()}
         result["input"] = (None if grad_layer_out is None else np.ascontiguousarray(
             grad_layer_out.copy_to_host().transpose(1, 0, 2)))
         result["h0"] = grad_h0.copy_to_host()

@@ -159,24 +159,9 @@ class DeviceSession:
                          for g in self.grads]
         total = 0.0
         head_acc = None
-        states = None
-        for start in range(0, steps, bptt_steps):
-            stop = min(start + bptt_steps, steps)
-            lc = np.clip(lengths - start, 0, stop - start).astype(np.int64)
-            xc = np.ascontiguousarray(X[:, start:stop])
-            pred, states = net.forward(xc, lc, states)
-            states = [tuple(s.copy() for s in st) if isinstance(st, tuple) else st.copy()
-                      for st in states]
-            if net.return_sequences:
-                tc, wc = target[:, start:stop], weights[:, start:stop]
-            else:
-                ends = (lengths > start) & (lengths <= stop)
-                if not ends.any():
-                    continue
-                tc, wc = target, weights * ends
-            loss, grad = loss_fn(pred, tc, wc, normalizer)
+        for loss in net.truncated_chunks(X, lengths, target, weights, normalizer, loss_fn,
+                                         bptt_steps):
             total += loss
-            net.backward(grad)
             if head_acc is None:
                 for acc, g in zip(self._acc, self.grads):
                     acc.copy_to_device(g)

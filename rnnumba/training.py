@@ -226,9 +226,25 @@ class SequenceNetwork:
             return loss
         total = 0.0
         accumulated = None
+        for loss in self.truncated_chunks(X, lengths, target, weights, normalizer, loss_fn,
+                                          bptt_steps):
+            total += loss
+            if accumulated is None:
+                accumulated = [g.copy() for g in self.grads]
+            else:
+                for acc, g in zip(accumulated, self.grads):
+                    acc += g
+        for g, acc in zip(self.grads, accumulated):
+            g[...] = acc
+        return total
+
+    def truncated_chunks(self, X, lengths, target, weights, normalizer, loss_fn, bptt_steps):
+        """Truncated BPTT: run forward and backward over chunks of ``bptt_steps`` steps,
+        carrying the state between chunks, and yield each chunk's loss once its gradients
+        are in :attr:`grads` (the caller accumulates them)."""
         states = None
-        for start in range(0, steps, bptt_steps):
-            stop = min(start + bptt_steps, steps)
+        for start in range(0, X.shape[1], bptt_steps):
+            stop = min(start + bptt_steps, X.shape[1])
             lc = np.clip(lengths - start, 0, stop - start).astype(np.int64)
             xc = np.ascontiguousarray(X[:, start:stop])
             pred, states = self.forward(xc, lc, states)
@@ -242,16 +258,8 @@ class SequenceNetwork:
                     continue
                 tc, wc = target, weights * ends
             loss, grad = loss_fn(pred, tc, wc, normalizer)
-            total += loss
             self.backward(grad)
-            if accumulated is None:
-                accumulated = [g.copy() for g in self.grads]
-            else:
-                for acc, g in zip(accumulated, self.grads):
-                    acc += g
-        for g, acc in zip(self.grads, accumulated):
-            g[...] = acc
-        return total
+            yield loss
 
     def __getstate__(self):
         state = self.__dict__.copy()

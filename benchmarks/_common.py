@@ -12,6 +12,8 @@ import sys
 import tempfile
 import time
 
+from rnnumba.profiling import spread  # noqa: F401  (re-exported for the runner)
+
 #: (B, T, I, H) of each named size.
 SIZES = {
     "small": (32, 50, 8, 32),
@@ -141,17 +143,6 @@ def flops(cell, size, num_layers=1, bidirectional=False):
 
 
 # --------------------------------------------------------------------------- timing
-
-
-def spread(values):
-    """Median, quartiles and IQR (seconds) of a list of samples."""
-    values = [float(v) for v in values]
-    if len(values) >= 2:
-        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    else:
-        q1 = q3 = values[0]
-    return {"median": statistics.median(values), "q1": q1, "q3": q3, "iqr": q3 - q1,
-            "min": min(values), "max": max(values), "n": len(values), "times": values}
 
 
 def calibrate(fn, min_sample=0.01):

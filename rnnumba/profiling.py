@@ -388,7 +388,7 @@ def _profile_one(device, config, flops, repeat, warmup, random_state):
                 api(name)
                 samples["api_" + name].append(time.perf_counter() - t0)
 
-    timings = {name: _spread(values) for name, values in samples.items()}
+    timings = {name: spread(values) for name, values in samples.items()}
     gflops = {}
     for name, stats in timings.items():
         count = flops.get(name, 0)
@@ -791,14 +791,15 @@ def _jit_source(before, after):
     return "compiled"
 
 
-def _spread(values):
+def spread(values):
+    """Median, quartiles, IQR, extremes and count of a list of timing samples (seconds)."""
     values = [float(v) for v in values]
     if len(values) >= 2:
         q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
     else:
         q1 = q3 = values[0]
     return {"median": statistics.median(values), "q1": q1, "q3": q3, "iqr": q3 - q1,
-            "min": min(values), "max": max(values), "times": values}
+            "min": min(values), "max": max(values), "n": len(values), "times": values}
 
 
 def _crossover(results, cells):

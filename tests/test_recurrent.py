@@ -814,16 +814,6 @@ def test_load_state_dict_rejects_bad_dicts(edit, key):
 # --------------------------------------------------------------------------- PyTorch parity
 
 
-@pytest.fixture
-def torch():
-    """PyTorch on one thread (tiny tensors: threads only add contention), or a skip."""
-    torch = pytest.importorskip("torch", reason="PyTorch parity needs torch (test extra)")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(threads)
-
-
 def _torch_module(torch, cell, nonlinearity, num_layers, bidirectional, input_size, hidden):
     """``torch.nn.RNN/LSTM/GRU`` with ``batch_first=True``."""
     kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=True)

@@ -67,15 +67,6 @@ def set_path(jit, monkeypatch, path):
         monkeypatch.setattr(jit, "PERSISTENT_MAX_BYTES", 0)
 
 
-@pytest.fixture
-def torch():
-    torch = pytest.importorskip("torch", reason="PyTorch parity needs torch (test extra)")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------- kernel level
 
 

@@ -665,6 +665,7 @@ def test_every_kernel_compiles_to_ptx(ptx_compiler):
         ptx_compiler(optim._adam_kernel(key), a1, a1, f64, f64, 0.1, 0.9, 0.9, 1e-8)
         ptx_compiler(optim._scale_kernel(key), a1, 0.5)
         ptx_compiler(optim._sum_squares_kernel(128), a1, f64)
+        ptx_compiler(optim._finite_probe_kernel(128), a1, f64)
 
 
 @cudasim

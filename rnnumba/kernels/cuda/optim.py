@@ -70,6 +70,21 @@ def _scale_kernel(dtype):
     return cuda.jit(kernel)
 
 
+@cuda.jit(device=True)
+def _block_sum_into(partials, shared, tid, block):
+    """Tree-sum the block's ``shared[:block]`` (one value per thread, already stored) into
+    ``partials[blockIdx.x]``; ``block`` is a power of two."""
+    cuda.syncthreads()
+    width = block // 2
+    while width > 0:
+        if tid < width:
+            shared[tid] += shared[tid + width]
+        cuda.syncthreads()
+        width //= 2
+    if tid == 0:
+        partials[cuda.blockIdx.x] = shared[0]
+
+
 @cached_factory
 def _sum_squares_kernel(block):
     def kernel(g, partials):
@@ -81,15 +96,7 @@ def _sum_squares_kernel(block):
             value = float64(g[i])
             total += value * value
         shared[tid] = total
-        cuda.syncthreads()
-        width = block // 2
-        while width > 0:
-            if tid < width:
-                shared[tid] += shared[tid + width]
-            cuda.syncthreads()
-            width //= 2
-        if tid == 0:
-            partials[cuda.blockIdx.x] = shared[0]
+        _block_sum_into(partials, shared, tid, block)
 
     return cuda.jit(kernel)
 
@@ -200,15 +207,7 @@ def _finite_probe_kernel(block):
         for i in range(cuda.blockIdx.x * block + tid, g.shape[0], stride):
             total += float64(g[i]) * 0.0  # NaN for NaN or inf, else 0
         shared[tid] = total
-        cuda.syncthreads()
-        width = block // 2
-        while width > 0:
-            if tid < width:
-                shared[tid] += shared[tid + width]
-            cuda.syncthreads()
-            width //= 2
-        if tid == 0:
-            partials[cuda.blockIdx.x] = shared[0]
+        _block_sum_into(partials, shared, tid, block)
 
     return cuda.jit(kernel)
 

@@ -648,9 +648,9 @@ def test_every_kernel_compiles_to_ptx(ptx_compiler):
         f64, lengths, key = np.zeros(2), np.zeros(2, np.int64), np.dtype(dtype).str
         ptx_compiler(common._gemm_kernel(16, key), a2, a2, a2, a1, True, False, True, False)
         for gates in (1, 3, 4) if dtype == np.float32 else (4,):
-            ptx_compiler(rec._forward_persistent(key, 4, gates), 0, a3, a2, a1, a2, a2, lengths,
+            ptx_compiler(rec._forward_persistent(key, 4, gates), a3, a2, a1, a2, a2, lengths,
                          True, 0, a3, 0, a3, a2, a2)
-            ptx_compiler(rec._backward_persistent(key, 4, gates), 0, a2, a2, a2, lengths, True,
+            ptx_compiler(rec._backward_persistent(key, 4, gates), a2, a2, a2, lengths, True,
                          0, a3, 0, a3, a3, a2, a2, a3, a3, a3, a2, a2)
         if dtype == np.float64:
             continue

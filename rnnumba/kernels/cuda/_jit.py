@@ -16,9 +16,6 @@ from numba import config, cuda, from_dtype
 
 from ..gates import compile_for
 
-#: True under ``NUMBA_ENABLE_CUDASIM=1``: kernels run as Python threads.
-SIMULATOR = bool(config.ENABLE_CUDASIM)
-
 # Numba warns on every grid under 128 blocks; the persistent kernels use small grids on
 # purpose (one block per few rows), so that warning is noise here. Respect an explicit choice.
 if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" not in os.environ:
@@ -91,13 +88,6 @@ def device_empty(shape, dtype, what="array"):
                 f"({nbytes / 2**20:.1f} MiB) for {what} of shape {shape} and dtype {dtype}; "
                 "use a smaller batch_size or shorter sequences, or device='cpu'") from exc
         raise
-
-
-def device_zeros(shape, dtype, what="array"):
-    """A zero-filled device array (allocation via :func:`device_empty`)."""
-    array = device_empty(shape, dtype, what)
-    fill(array, 0.0)
-    return array
 
 
 def to_device(array, what="array"):

@@ -128,8 +128,7 @@ def _forward_persistent(dtype, rows, gates):
     acc_size = rows * gates
     cell = CELL_OF_GATES[gates]  # a compile-time constant: the other cells' code folds away
 
-    def kernel(cell_id, proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n,
-               c_n):
+    def kernel(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n, c_n):
         steps = proj.shape[0]
         batch = proj.shape[1]
         hid = w_hh.shape[1]
@@ -200,7 +199,7 @@ def _backward_persistent(dtype, rows, gates):
     dt = numba_type(dtype)
     cell = CELL_OF_GATES[gates]  # a compile-time constant: the other cells' code folds away
 
-    def kernel(cell_id, w_hh, h0, c0, lengths, reverse, act, out, col, cache, grad_out, grad_h_n,
+    def kernel(w_hh, h0, c0, lengths, reverse, act, out, col, cache, grad_out, grad_h_n,
                grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0):
         steps = out.shape[0]
         batch = out.shape[1]
@@ -418,7 +417,7 @@ def make_cell(cell, cache_width):
             kernel = _forward_persistent(np.dtype(proj.dtype).str, rows, gates)
             nbytes = shared_bytes(gates, hid, proj.dtype.itemsize, rows)
             kernel[blocks(batch, rows), hid, 0, nbytes](
-                cell, proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n, c_n)
+                proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n, c_n)
             return
         copy(h_n, h0)
         if is_lstm:
@@ -457,7 +456,7 @@ def make_cell(cell, cache_width):
             kernel = _backward_persistent(np.dtype(out.dtype).str, rows, gates)
             nbytes = shared_bytes(gates, hid, out.dtype.itemsize, rows)
             kernel[blocks(batch, rows), hid, 0, nbytes](
-                cell, w_hh, h0, c0, lengths, reverse, act, out, col, cache, grad_out, grad_h_n,
+                w_hh, h0, c0, lengths, reverse, act, out, col, cache, grad_out, grad_h_n,
                 grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0)
             return
         copy(grad_h0, grad_h_n)

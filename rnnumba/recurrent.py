@@ -179,8 +179,7 @@ class Recurrent:
         ``lengths`` int64 in ``0..T`` (0 passes the state through), ``hx`` checked or None."""
         if self.device == "cuda":
             return self._cuda_forward(X, lengths, hx)
-        with self._cpu_threads(X.shape[0]):
-            return self._cpu_forward(X, lengths, hx)
+        return self._cpu_forward(X, lengths, hx)
 
     def _cpu_forward(self, X, lengths, hx):
         common, kernels = cell_kernels(self.device, self.cell)
@@ -263,8 +262,7 @@ class Recurrent:
         if self.device == "cuda":
             return self._cuda_runner().backward(self, grad_out_tm, grad_h_n, grad_c_n,
                                                 need_input_grad)
-        with self._cpu_threads(grad_out_tm.shape[1]):
-            return self._cpu_backward(grad_out_tm, grad_h_n, grad_c_n, need_input_grad)
+        return self._cpu_backward(grad_out_tm, grad_h_n, grad_c_n, need_input_grad)
 
     def _cpu_backward(self, grad_out_tm, grad_h_n, grad_c_n, need_input_grad):
         common, kernels = cell_kernels(self.device, self.cell)
@@ -307,12 +305,6 @@ class Recurrent:
         if self.cell == "lstm":
             result["c0"] = grad_c0
         return result
-
-    def _cpu_threads(self, n_seq):
-        """One BLAS thread for networks whose per-step GEMM is small (see kernels.cpu.common)."""
-        from .kernels.cpu.common import blas_threads_for
-        gate_rows = self._params["bias_ih_l0"].shape[0]
-        return blas_threads_for(n_seq, gate_rows, self.hidden_size)
 
     # ----------------------------------------------------------------- cuda
     def _cuda_runner(self):

@@ -18,27 +18,14 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
+from .kernels.cpu import single_threaded_blas
 from .losses import DenseHead
 from .optim import clip_grad_norm
 from .params import parameter_shapes
 from .recurrent import Recurrent
 
 __all__ = ["SequenceNetwork", "TrainingData", "TrainingDivergedError", "run_epochs"]
-
-
-#: Widest layer for which training and prediction run BLAS on one thread: below it the
-#: per-step GEMMs are too small for threads to pay, and spinning BLAS threads (worse on a
-#: loaded machine) cost several times the arithmetic.
-SINGLE_THREAD_BLAS_MAX_HIDDEN = 256
-
-
-def blas_limits(net):
-    """A context limiting BLAS to one thread for small networks (no-op for wide ones)."""
-    widest = max(layer.hidden_size for layer in net.layers)
-    return threadpool_limits(limits=1 if widest <= SINGLE_THREAD_BLAS_MAX_HIDDEN else None,
-                             user_api="blas")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -191,7 +178,7 @@ class SequenceNetwork:
         was_training = self.training
         self.train(False)
         try:
-            with blas_limits(self):
+            with single_threaded_blas():
                 return self._predict(X, lengths, batch_size)
         finally:
             self.train(was_training)
@@ -322,7 +309,7 @@ def run_epochs(est, net, optimizer, train_data, val_data, *, loss_fn, score_fn, 
     try:
         net.train(True)
         # overflow is detected and reported below (TrainingDivergedError), not warned about
-        with blas_limits(net), np.errstate(over="ignore", invalid="ignore"):
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
             return _epochs(est, net, optimizer, train_data, val_data, loss_fn, score_fn,
                            max_iter, batch_size, shuffle, rng, alpha, clip_norm, bptt_steps,
                            tol, n_iter_no_change, early_stopping, verbose, incremental, params,

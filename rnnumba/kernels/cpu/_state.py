@@ -6,16 +6,16 @@ from ._jit import kernel
 
 
 @kernel
-def gather_previous(src, col, init, lengths, reverse, dst):
-    """Fill ``dst[t]`` with the state step ``t`` started from.
+def gather_previous(src, col, init, lengths, reverse, dst, start, stop):
+    """Fill ``dst[t, start:stop]`` with the state step ``t`` started from.
 
     That is ``src[t-1]`` (``src[t+1]`` when ``reverse``) where that step was active, else the
     initial state ``init``; ``src`` columns ``col:col+H`` hold this direction's states.
     """
-    steps, batch, hidden = dst.shape
+    steps, _, hidden = dst.shape
     for t in range(steps):
         prev = t + 1 if reverse else t - 1
-        for n in range(batch):
+        for n in range(start, stop):
             if 0 <= prev < lengths[n]:
                 for j in range(hidden):
                     dst[t, n, j] = src[prev, n, col + j]

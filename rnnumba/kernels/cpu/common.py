@@ -1,67 +1,68 @@
-"""GEMM phases shared by every cell on the CPU, through the BLAS that SciPy links, and the
-BLAS thread setting of the time loops."""
+"""GEMM phases shared by every cell on the CPU.
 
-import contextlib
+The ``T*N`` rows are split into blocks, one per thread (see ``_threads``), each running
+single-threaded BLAS through ``np.matmul``, which releases the GIL (SciPy's f2py BLAS
+wrappers hold it, so their calls from several threads ran one after another).
+"""
 
 import numpy as np
-from scipy.linalg.blas import get_blas_funcs
 
-#: Networks whose per-step recurrent GEMM has at most this many multiply-adds run forward
-#: and backward on one BLAS thread: waking threads for every small product costs more than
-#: it saves (a 128-unit RNN forward took 20 ms on 2 threads against 4.6 ms on one, on 2
-#: cores). Larger networks keep every thread.
-SERIAL_STEP_MAX_MACS = 1 << 23
+from ._threads import GEMM_MIN_ROWS, row_blocks, run_blocks, single_threaded_blas
 
-_blas_pools = None
-
-
-def blas_threads_for(batch, gate_rows, hidden):
-    """Context for a forward or backward: a single BLAS thread when the per-step GEMM is small."""
-    global _blas_pools
-    if batch * gate_rows * hidden > SERIAL_STEP_MAX_MACS:
-        return contextlib.nullcontext()
-    if _blas_pools is None:
-        from threadpoolctl import ThreadpoolController
-        _blas_pools = ThreadpoolController().select(user_api="blas")
-    return _blas_pools.limit(limits=1)
+#: Rows per product when adding into the input gradient: bounds the buffer of each thread.
+_INPUT_GRAD_ROWS = 1024
 
 
 def project_input(x, w_ih, b_ih, proj):
-    """``proj = x @ w_ih.T + b_ih`` over all ``T*N`` rows at once (one GEMM)."""
+    """``proj = x @ w_ih.T + b_ih`` over all ``T*N`` rows (one GEMM, split by rows)."""
     rows = x.shape[0] * x.shape[1]
+    x2 = x.reshape(rows, x.shape[2])
     flat = proj.reshape(rows, proj.shape[2])
-    np.matmul(x.reshape(rows, x.shape[2]), w_ih.T, out=flat)
-    flat += b_ih
+
+    def block(start, stop):
+        np.matmul(x2[start:stop], w_ih.T, out=flat[start:stop])
+        flat[start:stop] += b_ih
+
+    _split_rows(block, rows)
 
 
 def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
                      grad_x):
     """Add the weight, bias and input gradients of one layer and direction (GEMMs).
 
-    ``gemm`` with ``beta=1`` accumulates straight into the C-ordered outputs through their
-    Fortran-ordered transposes, so no ``(T*N, ...)`` temporary is allocated.
+    Each thread sums its block of rows into weight-sized buffers, added in block order at
+    the end (so results do not depend on timing); ``grad_x`` rows are its own.
     """
     rows = x.shape[0] * x.shape[1]
     d_ih2 = d_ih.reshape(rows, d_ih.shape[2])
     d_hh2 = d_hh.reshape(rows, d_hh.shape[2])
     x2 = x.reshape(rows, x.shape[2])
-    # grad_w_ih += d_ih2.T @ x2, computed as grad_w_ih.T += x2.T @ d_ih2
-    _add_product(x2.T, d_ih2.T, grad_w_ih.T, trans_b=1)
-    _add_product(h_prev.reshape(rows, h_prev.shape[2]).T, d_hh2.T, grad_w_hh.T, trans_b=1)
-    # Column sums as a GEMV with ones: several times faster than sum(axis=0) here.
+    h2 = h_prev.reshape(rows, h_prev.shape[2])
+    grad_x2 = None if grad_x is None else grad_x.reshape(rows, grad_x.shape[2])
     ones = np.ones(rows, dtype=d_ih2.dtype)
-    bias_ih = ones @ d_ih2
-    grad_b_ih += bias_ih
-    grad_b_hh += bias_ih if d_hh is d_ih else ones @ d_hh2
-    if grad_x is None:  # the caller does not need the input gradient
-        return
-    # grad_x += d_ih2 @ w_ih, computed as grad_x.T += w_ih.T @ d_ih2.T
-    _add_product(w_ih.T, d_ih2.T, grad_x.reshape(rows, grad_x.shape[2]).T)
+    sums = {}
+
+    def block(start, stop):
+        d_i, d_h = d_ih2[start:stop], d_hh2[start:stop]
+        sums[start] = (d_i.T @ x2[start:stop], d_h.T @ h2[start:stop],
+                       # column sums as a GEMV with ones: several times faster than sum(axis=0)
+                       ones[start:stop] @ d_i, ones[start:stop] @ d_h)
+        if grad_x2 is None:  # the caller does not need the input gradient
+            return
+        buffer = np.empty((min(_INPUT_GRAD_ROWS, stop - start), grad_x2.shape[1]), x2.dtype)
+        for first in range(start, stop, _INPUT_GRAD_ROWS):
+            last = min(first + _INPUT_GRAD_ROWS, stop)
+            part = buffer[:last - first]
+            np.matmul(d_i[first - start:last - start], w_ih, out=part)
+            grad_x2[first:last] += part
+
+    _split_rows(block, rows)
+    for start in sorted(sums):
+        for total, part in zip((grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh), sums[start]):
+            total += part
 
 
-def _add_product(a, b, c, trans_b=0):
-    """``c += op(a) @ op(b)`` in place for a Fortran-ordered ``c`` (BLAS gemm, beta=1)."""
-    gemm = get_blas_funcs("gemm", (a, b, c))
-    result = gemm(1.0, a, b, beta=1.0, c=c, overwrite_c=True, trans_b=trans_b)
-    if not np.shares_memory(result, c):  # f2py had to copy c: write the sum back
-        c[...] = result
+def _split_rows(block, rows):
+    """``block(start, stop)`` over row blocks, one per thread, with single-threaded BLAS."""
+    with single_threaded_blas() as threads:
+        run_blocks(block, row_blocks(rows, threads, GEMM_MIN_ROWS))

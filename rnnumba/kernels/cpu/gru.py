@@ -4,6 +4,7 @@ import numpy as np
 
 from ._jit import kernel, gru_point, gru_point_backward
 from ._state import gather_previous, recurrent_gradient
+from ._threads import run_over_rows
 
 GATES = 3
 
@@ -13,49 +14,72 @@ def cache_width(hidden_size):
     return 4 * hidden_size
 
 
-@kernel
 def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n, c_n):
     """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`."""
     steps, batch, _ = proj.shape
     hid = w_hh.shape[1]
-    h = h_n
-    h[:, :] = h0
-    rec = np.empty((batch, 3 * hid), dtype=proj.dtype)
-    w_hh_t = w_hh.T
-    for s in range(steps):
-        t = steps - 1 - s if reverse else s
-        np.dot(h, w_hh_t, rec)
-        for n in range(batch):
-            y = out[t, n, col:col + hid]
-            if t < lengths[n]:
-                _forward_row(proj[t, n], rec[n], b_hh, cache[t, n], h[n])
-                y[:] = h[n]
-            else:
-                y[:] = 0.0
+    rec = np.empty((batch, GATES * hid), dtype=proj.dtype)
+    # h @ W_hh.T on a C-ordered copy of W_hh.T: OpenBLAS runs that (NN) product 1.3-2x
+    # faster than the transposed view (NT) at these shapes.
+    w_hh_t = np.ascontiguousarray(w_hh.T)
+    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid,
+                  proj, w_hh_t, b_hh, h0, lengths, reverse, out, col, cache, h_n, rec)
 
 
-@kernel
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
                       grad_out, grad_h_n, grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0):
     """BPTT of one layer and direction; ``d_ih`` and ``d_hh`` differ in the n gate."""
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
-    gather_previous(out, col, h0, lengths, reverse, h_prev)
-    dh = grad_h0
-    dh[:, :] = grad_h_n
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
+    run_over_rows(_backward_rows, batch, batch * GATES * hid * hid,
+                  w_hh, h0, lengths, reverse, out, col, cache, grad_out, grad_h_n, h_prev, d_ih,
+                  d_hh, grad_h0, dh_rec)
+
+
+@kernel
+def _forward_rows(proj, w_hh_t, b_hh, h0, lengths, reverse, out, col, cache, h_n, rec, start, stop):
+    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
+    steps = proj.shape[0]
+    hid = w_hh_t.shape[0]
+    h = h_n[start:stop]
+    h[:, :] = h0[start:stop]
+    rec_rows = rec[start:stop]
+    for s in range(steps):
+        t = steps - 1 - s if reverse else s
+        np.dot(h, w_hh_t, rec_rows)
+        for n in range(start, stop):
+            y = out[t, n, col:col + hid]
+            if t < lengths[n]:
+                _forward_row(proj[t, n], rec[n], b_hh, cache[t, n], h_n[n])
+                y[:] = h_n[n]
+            else:
+                y[:] = 0.0
+
+
+@kernel
+def _backward_rows(w_hh, h0, lengths, reverse, out, col, cache, grad_out, grad_h_n, h_prev, d_ih,
+                   d_hh, grad_h0, dh_rec, start, stop):
+    """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
+    steps = out.shape[0]
+    hid = w_hh.shape[1]
+    gather_previous(out, col, h0, lengths, reverse, h_prev, start, stop)
+    dh = grad_h0[start:stop]
+    dh[:, :] = grad_h_n[start:stop]
+    row_lengths = lengths[start:stop]
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         di_t = d_ih[t]
         dh_t = d_hh[t]
-        for n in range(batch):
+        for n in range(start, stop):
             if t < lengths[n]:
-                _backward_row(dh[n], grad_out[t, n, col:col + hid], cache[t, n], h_prev[t, n],
-                              di_t[n], dh_t[n])
+                _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], cache[t, n],
+                              h_prev[t, n], di_t[n], dh_t[n])
             else:
                 di_t[n, :] = 0.0
                 dh_t[n, :] = 0.0
-        recurrent_gradient(dh_t, w_hh, t, lengths, False, dh_rec, dh, True)
+        recurrent_gradient(dh_t[start:stop], w_hh, t, row_lengths, False, dh_rec[start:stop],
+                           dh, True)
 
 
 @kernel

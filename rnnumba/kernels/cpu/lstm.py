@@ -4,6 +4,7 @@ import numpy as np
 
 from ._jit import kernel, lstm_point, lstm_point_backward
 from ._state import gather_previous, recurrent_gradient
+from ._threads import run_over_rows
 
 GATES = 4
 
@@ -13,59 +14,83 @@ def cache_width(hidden_size):
     return 5 * hidden_size
 
 
-@kernel
 def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n, c_n):
     """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`."""
     steps, batch, _ = proj.shape
     hid = w_hh.shape[1]
-    h = h_n
-    c = c_n
-    h[:, :] = h0
-    c[:, :] = c0
-    rec = np.empty((batch, 4 * hid), dtype=proj.dtype)
-    w_hh_t = w_hh.T
-    for s in range(steps):
-        t = steps - 1 - s if reverse else s
-        np.dot(h, w_hh_t, rec)
-        for n in range(batch):
-            y = out[t, n, col:col + hid]
-            if t < lengths[n]:
-                keep = cache[t, n]
-                _forward_row(proj[t, n], rec[n], b_hh, keep, c[n], h[n])
-                keep[4 * hid:5 * hid] = c[n]
-                y[:] = h[n]
-            else:
-                y[:] = 0.0
+    rec = np.empty((batch, GATES * hid), dtype=proj.dtype)
+    # h @ W_hh.T on a C-ordered copy of W_hh.T: OpenBLAS runs that (NN) product 1.3-2x
+    # faster than the transposed view (NT) at these shapes.
+    w_hh_t = np.ascontiguousarray(w_hh.T)
+    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid,
+                  proj, w_hh_t, b_hh, h0, c0, lengths, reverse, out, col, cache, h_n, c_n, rec)
 
 
-@kernel
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
                       grad_out, grad_h_n, grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0):
     """BPTT of one layer and direction; writes ``d_ih`` only (``d_hh`` is the same)."""
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
-    gather_previous(out, col, h0, lengths, reverse, h_prev)
-    dh = grad_h0
-    dc = grad_c0
-    dh[:, :] = grad_h_n
-    dc[:, :] = grad_c_n
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
-    shortest = lengths.min()
+    run_over_rows(_backward_rows, batch, batch * GATES * hid * hid,
+                  w_hh, h0, c0, lengths, reverse, out, col, cache, grad_out, grad_h_n,
+                  grad_c_n, h_prev, d_ih, grad_h0, grad_c0, dh_rec)
+
+
+@kernel
+def _forward_rows(proj, w_hh_t, b_hh, h0, c0, lengths, reverse, out, col, cache, h_n, c_n, rec,
+                  start, stop):
+    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
+    steps = proj.shape[0]
+    hid = w_hh_t.shape[0]
+    h = h_n[start:stop]
+    c = c_n[start:stop]
+    h[:, :] = h0[start:stop]
+    c[:, :] = c0[start:stop]
+    rec_rows = rec[start:stop]
+    for s in range(steps):
+        t = steps - 1 - s if reverse else s
+        np.dot(h, w_hh_t, rec_rows)
+        for n in range(start, stop):
+            y = out[t, n, col:col + hid]
+            if t < lengths[n]:
+                keep = cache[t, n]
+                _forward_row(proj[t, n], rec[n], b_hh, keep, c_n[n], h_n[n])
+                keep[4 * hid:5 * hid] = c_n[n]
+                y[:] = h_n[n]
+            else:
+                y[:] = 0.0
+
+
+@kernel
+def _backward_rows(w_hh, h0, c0, lengths, reverse, out, col, cache, grad_out, grad_h_n,
+                   grad_c_n, h_prev, d_ih, grad_h0, grad_c0, dh_rec, start, stop):
+    """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
+    steps = out.shape[0]
+    hid = w_hh.shape[1]
+    gather_previous(out, col, h0, lengths, reverse, h_prev, start, stop)
+    dh = grad_h0[start:stop]
+    dc = grad_c0
+    dh[:, :] = grad_h_n[start:stop]
+    dc[start:stop] = grad_c_n[start:stop]
+    row_lengths = lengths[start:stop]
+    shortest = row_lengths.min()
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         prev = t + 1 if reverse else t - 1
         d_t = d_ih[t]
-        for n in range(batch):
+        for n in range(start, stop):
             if t < lengths[n]:
                 if 0 <= prev < lengths[n]:
                     c_prev = cache[prev, n, 4 * hid:5 * hid]
                 else:
                     c_prev = c0[n, :]
-                _backward_row(dh[n], grad_out[t, n, col:col + hid], dc[n], cache[t, n], c_prev,
-                              d_t[n])
+                _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], dc[n], cache[t, n],
+                              c_prev, d_t[n])
             else:
                 d_t[n, :] = 0.0
-        recurrent_gradient(d_t, w_hh, t, lengths, t < shortest, dh_rec, dh, False)
+        recurrent_gradient(d_t[start:stop], w_hh, t, row_lengths, t < shortest,
+                           dh_rec[start:stop], dh, False)
 
 
 @kernel

@@ -4,6 +4,7 @@ import numpy as np
 
 from ._jit import kernel, rnn_point, rnn_point_backward
 from ._state import gather_previous, recurrent_gradient
+from ._threads import run_over_rows
 
 GATES = 1
 
@@ -13,48 +14,71 @@ def cache_width(hidden_size):
     return 0
 
 
-@kernel
 def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n, c_n):
     """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`."""
     steps, batch, _ = proj.shape
     hidden = w_hh.shape[1]
-    h = h_n
-    h[:, :] = h0
     rec = np.empty((batch, hidden), dtype=proj.dtype)
-    w_hh_t = w_hh.T
-    for s in range(steps):
-        t = steps - 1 - s if reverse else s
-        np.dot(h, w_hh_t, rec)
-        for n in range(batch):
-            y = out[t, n, col:col + hidden]
-            if t < lengths[n]:
-                _forward_row(proj[t, n], rec[n], b_hh, act, h[n])
-                y[:] = h[n]
-            else:
-                y[:] = 0.0
+    # h @ W_hh.T on a C-ordered copy of W_hh.T: OpenBLAS runs that (NN) product 1.3-2x
+    # faster than the transposed view (NT) at these shapes.
+    w_hh_t = np.ascontiguousarray(w_hh.T)
+    run_over_rows(_forward_rows, batch, batch * hidden * hidden,
+                  proj, w_hh_t, b_hh, h0, lengths, reverse, act, out, col, h_n, rec)
 
 
-@kernel
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
                       grad_out, grad_h_n, grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0):
     """BPTT of one layer and direction; writes ``d_ih`` only (``d_hh`` is the same)."""
     steps, batch, _ = out.shape
     hidden = w_hh.shape[1]
-    gather_previous(out, col, h0, lengths, reverse, h_prev)
-    dh = grad_h0
-    dh[:, :] = grad_h_n
     dh_rec = np.empty((batch, hidden), dtype=out.dtype)
-    shortest = lengths.min()
+    run_over_rows(_backward_rows, batch, batch * hidden * hidden,
+                  w_hh, h0, lengths, reverse, act, out, col, grad_out, grad_h_n, h_prev, d_ih,
+                  grad_h0, dh_rec)
+
+
+@kernel
+def _forward_rows(proj, w_hh_t, b_hh, h0, lengths, reverse, act, out, col, h_n, rec, start, stop):
+    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
+    steps = proj.shape[0]
+    hidden = w_hh_t.shape[0]
+    h = h_n[start:stop]
+    h[:, :] = h0[start:stop]
+    rec_rows = rec[start:stop]
+    for s in range(steps):
+        t = steps - 1 - s if reverse else s
+        np.dot(h, w_hh_t, rec_rows)
+        for n in range(start, stop):
+            y = out[t, n, col:col + hidden]
+            if t < lengths[n]:
+                _forward_row(proj[t, n], rec[n], b_hh, act, h_n[n])
+                y[:] = h_n[n]
+            else:
+                y[:] = 0.0
+
+
+@kernel
+def _backward_rows(w_hh, h0, lengths, reverse, act, out, col, grad_out, grad_h_n, h_prev, d_ih,
+                   grad_h0, dh_rec, start, stop):
+    """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
+    steps = out.shape[0]
+    hidden = w_hh.shape[1]
+    gather_previous(out, col, h0, lengths, reverse, h_prev, start, stop)
+    dh = grad_h0[start:stop]
+    dh[:, :] = grad_h_n[start:stop]
+    row_lengths = lengths[start:stop]
+    shortest = row_lengths.min()
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         d_t = d_ih[t]
-        for n in range(batch):
+        for n in range(start, stop):
             if t < lengths[n]:
-                _backward_row(dh[n], grad_out[t, n, col:col + hidden],
+                _backward_row(grad_h0[n], grad_out[t, n, col:col + hidden],
                               out[t, n, col:col + hidden], act, d_t[n])
             else:
                 d_t[n, :] = 0.0
-        recurrent_gradient(d_t, w_hh, t, lengths, t < shortest, dh_rec, dh, False)
+        recurrent_gradient(d_t[start:stop], w_hh, t, row_lengths, t < shortest,
+                           dh_rec[start:stop], dh, False)
 
 
 @kernel

@@ -1,0 +1,156 @@
+"""Tests for :mod:`rnnumba.kernels.cpu._threads`: the batch and the GEMMs split over threads.
+
+Splitting must not change results beyond rounding, must actually happen (the split is
+observed, not assumed), must follow the BLAS thread count the user set, must leave that
+count as it was, and must survive a fork and callers in several threads.
+"""
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from rnnumba import Recurrent
+from rnnumba.kernels.cpu import _threads
+from reference import reference_forward
+
+CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
+N, T, I, H = 13, 6, 3, 5
+LENGTHS = np.array([6, 1, 3, 2, 6, 5, 4, 1, 6, 2, 3, 6, 5])
+
+
+def _blas_threads():
+    return sorted(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Split even tiny batches and GEMMs, and record the blocks of every split call."""
+    monkeypatch.setattr(_threads, "LOOP_MIN_ROWS", 1)
+    monkeypatch.setattr(_threads, "GEMM_MIN_ROWS", 1)
+    import rnnumba.kernels.cpu.common as common
+    monkeypatch.setattr(common, "GEMM_MIN_ROWS", 1)
+    seen = []
+    original = _threads.run_blocks
+
+    def recording(work, blocks):
+        seen.append(list(blocks))
+        return original(work, blocks)
+
+    monkeypatch.setattr(_threads, "run_blocks", recording)
+    monkeypatch.setattr(common, "run_blocks", recording)
+    return seen
+
+
+def _run(cell, nonlinearity, threads, bidirectional=True, num_layers=2):
+    rec = Recurrent(cell=cell, input_size=I, hidden_size=H, num_layers=num_layers,
+                    bidirectional=bidirectional, nonlinearity=nonlinearity, dtype="float64",
+                    random_state=0)
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((N, T, I))
+    G = rng.standard_normal((N, T, rec.num_directions * H))
+    with threadpool_limits(limits=threads, user_api="blas"):
+        output, state = rec.forward(X, lengths=LENGTHS)
+        grads = rec.backward(G)
+    return rec, X, output, state, grads
+
+
+def test_row_blocks_cover_the_rows_in_near_equal_blocks():
+    assert _threads.row_blocks(64, 2, 8) == [(0, 32), (32, 64)]
+    assert _threads.row_blocks(10, 3, 1) == [(0, 3), (3, 6), (6, 10)]
+    assert _threads.row_blocks(15, 4, 8) == [(0, 15)]     # too few rows to share
+    assert _threads.row_blocks(100, 1, 8) == [(0, 100)]   # one thread
+    assert _threads.row_blocks(5, 8, 1) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+
+
+@pytest.mark.parametrize("cell, nonlinearity", CELLS, ids=["rnn-tanh", "rnn-relu", "lstm", "gru"])
+def test_split_over_threads_gives_the_serial_results(cell, nonlinearity, split_everything):
+    rec, X, output, state, grads = _run(cell, nonlinearity, threads=3)
+    assert any(len(blocks) == 3 for blocks in split_everything), split_everything
+    split_everything.clear()
+    _, _, output1, state1, grads1 = _run(cell, nonlinearity, threads=1)
+    assert all(len(blocks) == 1 for blocks in split_everything)
+
+    expected, _, _ = reference_forward(cell, rec.state_dict(), X, lengths=LENGTHS,
+                                       num_layers=2, bidirectional=True,
+                                       nonlinearity=nonlinearity)
+    np.testing.assert_allclose(output, expected, atol=1e-12)
+    np.testing.assert_allclose(output, output1, atol=1e-13)
+    for mine, serial in zip(np.atleast_1d(state), np.atleast_1d(state1)):
+        np.testing.assert_allclose(mine, serial, atol=1e-13)
+    assert grads.keys() == grads1.keys()
+    for name in grads:
+        np.testing.assert_allclose(grads[name], grads1[name], atol=1e-12, err_msg=name)
+
+
+def test_blas_is_single_threaded_inside_and_restored_after(split_everything):
+    inside = []
+    original = _threads.run_blocks
+
+    def spying(work, blocks):
+        inside.append(_blas_threads())
+        return original(work, blocks)
+
+    _threads.run_blocks = spying  # undone by the fixture's monkeypatch of the same name
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        rec = Recurrent(cell="lstm", input_size=I, hidden_size=H, random_state=0)
+        rec.forward(np.ones((N, T, I)))
+        rec.backward()
+        after = _blas_threads()
+    assert inside and all(set(counts) == {1} for counts in inside)
+    assert before == after == [2] * len(before)
+
+
+def test_thread_count_follows_the_blas_limit(split_everything):
+    _run("gru", "tanh", threads=1, bidirectional=False, num_layers=1)
+    assert split_everything and all(len(blocks) == 1 for blocks in split_everything)
+    split_everything.clear()
+    _run("gru", "tanh", threads=4, bidirectional=False, num_layers=1)
+    assert max(len(blocks) for blocks in split_everything) == 4
+
+
+def test_callers_in_several_threads_get_their_own_results(split_everything):
+    _, _, expected, _, expected_grads = _run("lstm", "tanh", threads=2)
+    results = [None] * 4
+
+    def fit(k):
+        results[k] = _run("lstm", "tanh", threads=2)
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        workers = [threading.Thread(target=fit, args=(k,)) for k in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert _blas_threads() == before
+    for _, _, output, _, grads in results:
+        np.testing.assert_allclose(output, expected, atol=1e-13)
+        np.testing.assert_allclose(grads["weight_hh_l1"], expected_grads["weight_hh_l1"],
+                                   atol=1e-12)
+
+
+def _forward_in_child(queue):
+    rec = Recurrent(cell="gru", input_size=I, hidden_size=H, random_state=0)
+    with threadpool_limits(limits=2, user_api="blas"):
+        output, _ = rec.forward(np.ones((64, T, I)))
+        rec.backward()
+    queue.put(float(output.sum()))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                    reason="the platform has no fork()")
+def test_a_forked_child_runs_the_split_loops():
+    rec = Recurrent(cell="gru", input_size=I, hidden_size=H, random_state=0)
+    with threadpool_limits(limits=2, user_api="blas"):
+        expected, _ = rec.forward(np.ones((64, T, I)))  # the parent's thread pool now exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forward_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0, "the forked child hung or failed"
+    assert queue.get(timeout=5) == pytest.approx(float(expected.sum()))

@@ -29,9 +29,8 @@ def _blas_threads():
 def split_everything(monkeypatch):
     """Split even tiny batches and GEMMs, and record the blocks of every split call."""
     monkeypatch.setattr(_threads, "LOOP_MIN_ROWS", 1)
-    monkeypatch.setattr(_threads, "GEMM_MIN_ROWS", 1)
+    monkeypatch.setattr(_threads, "GEMM_MIN_BLOCK_MACS", 1)
     import rnnumba.kernels.cpu.common as common
-    monkeypatch.setattr(common, "GEMM_MIN_ROWS", 1)
     seen = []
     original = _threads.run_blocks
 

@@ -22,8 +22,9 @@ import threading
 #: Fewest batch rows a thread's time loop gets: below this its per-step GEMM is too small.
 LOOP_MIN_ROWS = 8
 
-#: Fewest rows a thread's share of a large GEMM gets.
-GEMM_MIN_ROWS = 256
+#: Fewest multiply-adds a thread's share of a GEMM outside the loop gets: handing work to
+#: another thread costs tens of microseconds, as much as a small product itself.
+GEMM_MIN_BLOCK_MACS = 1 << 23
 
 #: An unsplit time loop (too few rows to share) hands BLAS its threads back when its
 #: per-step GEMM has more multiply-adds than this.

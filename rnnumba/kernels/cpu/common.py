@@ -7,7 +7,8 @@ wrappers hold it, so their calls from several threads ran one after another).
 
 import numpy as np
 
-from ._threads import GEMM_MIN_ROWS, row_blocks, run_blocks, single_threaded_blas
+from . import _threads
+from ._threads import row_blocks, run_blocks, single_threaded_blas
 
 #: Rows per product when adding into the input gradient: bounds the buffer of each thread.
 _INPUT_GRAD_ROWS = 1024
@@ -23,7 +24,7 @@ def project_input(x, w_ih, b_ih, proj):
         np.matmul(x2[start:stop], w_ih.T, out=flat[start:stop])
         flat[start:stop] += b_ih
 
-    _split_rows(block, rows)
+    _split_rows(block, rows, x.shape[2] * proj.shape[2])
 
 
 def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
@@ -56,13 +57,15 @@ def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_i
             np.matmul(d_i[first - start:last - start], w_ih, out=part)
             grad_x2[first:last] += part
 
-    _split_rows(block, rows)
+    gates = d_ih.shape[2]
+    _split_rows(block, rows, gates * (x.shape[2] * (1 if grad_x is None else 2) + h2.shape[1]))
     for start in sorted(sums):
         for total, part in zip((grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh), sums[start]):
             total += part
 
 
-def _split_rows(block, rows):
+def _split_rows(block, rows, macs_per_row):
     """``block(start, stop)`` over row blocks, one per thread, with single-threaded BLAS."""
+    min_rows = -(-_threads.GEMM_MIN_BLOCK_MACS // max(1, macs_per_row))
     with single_threaded_blas() as threads:
-        run_blocks(block, row_blocks(rows, threads, GEMM_MIN_ROWS))
+        run_blocks(block, row_blocks(rows, threads, min_rows))

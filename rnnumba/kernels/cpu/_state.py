@@ -5,6 +5,34 @@ import numpy as np
 from ._jit import kernel
 
 
+# Kernels copy arrays through these loops, not slice assignment (``a[:] = b``): the
+# assignment compiles NumPy's shape-mismatch error path, with its string formatting, into
+# every kernel that uses it (about 6 of the 9 s that compiling a cell took).
+
+
+@kernel
+def copy_vector(dst, src):
+    """``dst[:] = src`` for 1-D arrays of the same length."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@kernel
+def copy_rows(dst, src, start, stop):
+    """``dst[start:stop] = src[start:stop]`` for 2-D arrays of the same width."""
+    for n in range(start, stop):
+        copy_vector(dst[n], src[n])
+
+
+@kernel
+def shortest(lengths):
+    """``lengths.min()`` as a loop (the NumPy reduction compiles its own machinery)."""
+    low = lengths[0]
+    for length in lengths:
+        low = min(low, length)
+    return low
+
+
 @kernel
 def gather_previous(src, col, init, lengths, reverse, dst, start, stop):
     """Fill ``dst[t, start:stop]`` with the state step ``t`` started from.

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ._jit import kernel, gru_point, gru_point_backward
-from ._state import gather_previous, recurrent_gradient
+from ._state import copy_rows, copy_vector, gather_previous, recurrent_gradient
 from ._threads import run_over_rows
 
 GATES = 3
@@ -42,8 +42,8 @@ def _forward_rows(proj, w_hh_t, b_hh, h0, lengths, reverse, out, col, cache, h_n
     """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
     steps = proj.shape[0]
     hid = w_hh_t.shape[0]
+    copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
-    h[:, :] = h0[start:stop]
     rec_rows = rec[start:stop]
     for s in range(steps):
         t = steps - 1 - s if reverse else s
@@ -52,7 +52,7 @@ def _forward_rows(proj, w_hh_t, b_hh, h0, lengths, reverse, out, col, cache, h_n
             y = out[t, n, col:col + hid]
             if t < lengths[n]:
                 _forward_row(proj[t, n], rec[n], b_hh, cache[t, n], h_n[n])
-                y[:] = h_n[n]
+                copy_vector(y, h_n[n])
             else:
                 y[:] = 0.0
 
@@ -64,8 +64,8 @@ def _backward_rows(w_hh, h0, lengths, reverse, out, col, cache, grad_out, grad_h
     steps = out.shape[0]
     hid = w_hh.shape[1]
     gather_previous(out, col, h0, lengths, reverse, h_prev, start, stop)
+    copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
-    dh[:, :] = grad_h_n[start:stop]
     row_lengths = lengths[start:stop]
     for s in range(steps):
         t = s if reverse else steps - 1 - s

@@ -3,7 +3,8 @@
 import numpy as np
 
 from ._jit import kernel, lstm_point, lstm_point_backward
-from ._state import gather_previous, recurrent_gradient
+from ._state import (copy_rows, copy_vector, gather_previous, recurrent_gradient,
+                     shortest)
 from ._threads import run_over_rows
 
 GATES = 4
@@ -43,10 +44,9 @@ def _forward_rows(proj, w_hh_t, b_hh, h0, c0, lengths, reverse, out, col, cache,
     """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
     steps = proj.shape[0]
     hid = w_hh_t.shape[0]
+    copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
-    c = c_n[start:stop]
-    h[:, :] = h0[start:stop]
-    c[:, :] = c0[start:stop]
+    copy_rows(c_n, c0, start, stop)
     rec_rows = rec[start:stop]
     for s in range(steps):
         t = steps - 1 - s if reverse else s
@@ -56,8 +56,8 @@ def _forward_rows(proj, w_hh_t, b_hh, h0, c0, lengths, reverse, out, col, cache,
             if t < lengths[n]:
                 keep = cache[t, n]
                 _forward_row(proj[t, n], rec[n], b_hh, keep, c_n[n], h_n[n])
-                keep[4 * hid:5 * hid] = c_n[n]
-                y[:] = h_n[n]
+                copy_vector(keep[4 * hid:5 * hid], c_n[n])
+                copy_vector(y, h_n[n])
             else:
                 y[:] = 0.0
 
@@ -69,12 +69,11 @@ def _backward_rows(w_hh, h0, c0, lengths, reverse, out, col, cache, grad_out, gr
     steps = out.shape[0]
     hid = w_hh.shape[1]
     gather_previous(out, col, h0, lengths, reverse, h_prev, start, stop)
+    copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
-    dc = grad_c0
-    dh[:, :] = grad_h_n[start:stop]
-    dc[start:stop] = grad_c_n[start:stop]
+    copy_rows(grad_c0, grad_c_n, start, stop)
     row_lengths = lengths[start:stop]
-    shortest = row_lengths.min()
+    all_active_until = shortest(row_lengths)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         prev = t + 1 if reverse else t - 1
@@ -85,11 +84,11 @@ def _backward_rows(w_hh, h0, c0, lengths, reverse, out, col, cache, grad_out, gr
                     c_prev = cache[prev, n, 4 * hid:5 * hid]
                 else:
                     c_prev = c0[n, :]
-                _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], dc[n], cache[t, n],
+                _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], grad_c0[n], cache[t, n],
                               c_prev, d_t[n])
             else:
                 d_t[n, :] = 0.0
-        recurrent_gradient(d_t[start:stop], w_hh, t, row_lengths, t < shortest,
+        recurrent_gradient(d_t[start:stop], w_hh, t, row_lengths, t < all_active_until,
                            dh_rec[start:stop], dh, False)
 
 

@@ -3,7 +3,8 @@
 import numpy as np
 
 from ._jit import kernel, rnn_point, rnn_point_backward
-from ._state import gather_previous, recurrent_gradient
+from ._state import (copy_rows, copy_vector, gather_previous, recurrent_gradient,
+                     shortest)
 from ._threads import run_over_rows
 
 GATES = 1
@@ -42,8 +43,8 @@ def _forward_rows(proj, w_hh_t, b_hh, h0, lengths, reverse, act, out, col, h_n, 
     """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
     steps = proj.shape[0]
     hidden = w_hh_t.shape[0]
+    copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
-    h[:, :] = h0[start:stop]
     rec_rows = rec[start:stop]
     for s in range(steps):
         t = steps - 1 - s if reverse else s
@@ -52,7 +53,7 @@ def _forward_rows(proj, w_hh_t, b_hh, h0, lengths, reverse, act, out, col, h_n, 
             y = out[t, n, col:col + hidden]
             if t < lengths[n]:
                 _forward_row(proj[t, n], rec[n], b_hh, act, h_n[n])
-                y[:] = h_n[n]
+                copy_vector(y, h_n[n])
             else:
                 y[:] = 0.0
 
@@ -64,10 +65,10 @@ def _backward_rows(w_hh, h0, lengths, reverse, act, out, col, grad_out, grad_h_n
     steps = out.shape[0]
     hidden = w_hh.shape[1]
     gather_previous(out, col, h0, lengths, reverse, h_prev, start, stop)
+    copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
-    dh[:, :] = grad_h_n[start:stop]
     row_lengths = lengths[start:stop]
-    shortest = row_lengths.min()
+    all_active_until = shortest(row_lengths)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         d_t = d_ih[t]
@@ -77,7 +78,7 @@ def _backward_rows(w_hh, h0, lengths, reverse, act, out, col, grad_out, grad_h_n
                               out[t, n, col:col + hidden], act, d_t[n])
             else:
                 d_t[n, :] = 0.0
-        recurrent_gradient(d_t[start:stop], w_hh, t, row_lengths, t < shortest,
+        recurrent_gradient(d_t[start:stop], w_hh, t, row_lengths, t < all_active_until,
                            dh_rec[start:stop], dh, False)
 
 

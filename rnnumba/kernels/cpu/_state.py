@@ -52,16 +52,47 @@ def gather_previous(src, col, init, lengths, reverse, dst, start, stop):
                     dst[t, n, j] = init[n, j]
 
 
+#: From this hidden size on, the per-step products run transposed (``W @ h.T``, then
+#: transposed back): at 32 rows per thread OpenBLAS runs that form about 25% faster
+#: (65 -> 82 GFLOP/s at 512 units), and LSTM/GRU forward+backward took 5-12% less time at
+#: 128 and 512 units; at 32 units the transpose costs more than it saves.
+TRANSPOSED_MIN_HIDDEN = 128
+
+
 @kernel
-def recurrent_gradient(d_gates, w_hh, t, lengths, all_active, dh_rec, dh, accumulate):
+def product_workspace(transposed, width, rows, like):
+    """``(width, rows)`` workspace for :func:`step_product` when ``transposed``, else an
+    empty one (the direct product); ``like`` gives the dtype."""
+    if transposed:
+        return np.empty((width, rows), dtype=like.dtype)
+    return np.empty((0, 0), dtype=like.dtype)
+
+
+@kernel
+def step_product(a, b, b_t, out, out_t):
+    """``out = a @ b`` for C-ordered ``b`` and ``b_t = b.T``; computed as ``out_t = b_t @ a.T``
+    and transposed when ``out_t`` is a workspace of ``out.T``'s shape, directly when empty."""
+    if out_t.shape[0] == 0:
+        np.dot(a, b, out)
+        return
+    np.dot(b_t, a.T, out_t)
+    for n in range(out.shape[0]):
+        for k in range(out.shape[1]):
+            out[n, k] = out_t[k, n]
+
+
+@kernel
+def recurrent_gradient(d_gates, w_hh, w_hh_t, t, lengths, all_active, dh_rec, dh, accumulate,
+                       work):
     """Carry the gradient to the previous state: ``dh[n] (+)= d_gates[n] @ w_hh`` for active rows.
 
     Rows whose step ``t`` is inactive keep ``dh`` unchanged (their state passed through).
+    ``w_hh_t`` and ``work`` as :func:`step_product` takes them.
     """
     if all_active and not accumulate:
-        np.dot(d_gates, w_hh, dh)
+        step_product(d_gates, w_hh, w_hh_t, dh, work)
         return
-    np.dot(d_gates, w_hh, dh_rec)
+    step_product(d_gates, w_hh, w_hh_t, dh_rec, work)
     for n in range(dh.shape[0]):
         if t < lengths[n]:
             if accumulate:

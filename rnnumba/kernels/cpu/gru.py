@@ -3,7 +3,8 @@
 import numpy as np
 
 from ._jit import kernel, gru_point, gru_point_backward
-from ._state import copy_rows, copy_vector, gather_previous, recurrent_gradient
+from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, gather_previous,
+                     product_workspace, recurrent_gradient, step_product)
 from ._threads import run_over_rows
 
 GATES = 3
@@ -20,10 +21,11 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
     hid = w_hh.shape[1]
     rec = np.empty((batch, GATES * hid), dtype=proj.dtype)
     # h @ W_hh.T on a C-ordered copy of W_hh.T: OpenBLAS runs that (NN) product 1.3-2x
-    # faster than the transposed view (NT) at these shapes.
+    # faster than the transposed view (NT) at these shapes; or transposed, see step_product.
     w_hh_t = np.ascontiguousarray(w_hh.T)
-    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid,
-                  proj, w_hh_t, b_hh, h0, lengths, reverse, out, col, cache, h_n, rec)
+    transposed = hid >= TRANSPOSED_MIN_HIDDEN
+    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid, proj, w_hh, w_hh_t, transposed,
+                  b_hh, h0, lengths, reverse, out, col, cache, h_n, rec)
 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
@@ -32,22 +34,26 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
-    run_over_rows(_backward_rows, batch, batch * GATES * hid * hid,
-                  w_hh, h0, lengths, reverse, out, col, cache, grad_out, grad_h_n, h_prev, d_ih,
-                  d_hh, grad_h0, dh_rec)
+    w_hh_t = np.ascontiguousarray(w_hh.T)
+    transposed = hid >= TRANSPOSED_MIN_HIDDEN
+    run_over_rows(_backward_rows, batch, batch * GATES * hid * hid, w_hh, w_hh_t, transposed, h0,
+                  lengths, reverse, out, col, cache, grad_out, grad_h_n, h_prev, d_ih, d_hh,
+                  grad_h0, dh_rec)
 
 
 @kernel
-def _forward_rows(proj, w_hh_t, b_hh, h0, lengths, reverse, out, col, cache, h_n, rec, start, stop):
+def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, out, col, cache, h_n,
+                  rec, start, stop):
     """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
     steps = proj.shape[0]
     hid = w_hh_t.shape[0]
     copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
     rec_rows = rec[start:stop]
+    work = product_workspace(transposed, rec.shape[1], stop - start, rec)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
-        np.dot(h, w_hh_t, rec_rows)
+        step_product(h, w_hh_t, w_hh, rec_rows, work)
         for n in range(start, stop):
             y = out[t, n, col:col + hid]
             if t < lengths[n]:
@@ -58,8 +64,8 @@ def _forward_rows(proj, w_hh_t, b_hh, h0, lengths, reverse, out, col, cache, h_n
 
 
 @kernel
-def _backward_rows(w_hh, h0, lengths, reverse, out, col, cache, grad_out, grad_h_n, h_prev, d_ih,
-                   d_hh, grad_h0, dh_rec, start, stop):
+def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cache, grad_out,
+                   grad_h_n, h_prev, d_ih, d_hh, grad_h0, dh_rec, start, stop):
     """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
     steps = out.shape[0]
     hid = w_hh.shape[1]
@@ -67,6 +73,7 @@ def _backward_rows(w_hh, h0, lengths, reverse, out, col, cache, grad_out, grad_h
     copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
     row_lengths = lengths[start:stop]
+    work = product_workspace(transposed, hid, stop - start, dh_rec)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         di_t = d_ih[t]
@@ -78,8 +85,8 @@ def _backward_rows(w_hh, h0, lengths, reverse, out, col, cache, grad_out, grad_h
             else:
                 di_t[n, :] = 0.0
                 dh_t[n, :] = 0.0
-        recurrent_gradient(dh_t[start:stop], w_hh, t, row_lengths, False, dh_rec[start:stop],
-                           dh, True)
+        recurrent_gradient(dh_t[start:stop], w_hh, w_hh_t, t, row_lengths, False,
+                           dh_rec[start:stop], dh, True, work)
 
 
 @kernel

@@ -3,8 +3,8 @@
 import numpy as np
 
 from ._jit import kernel, lstm_point, lstm_point_backward
-from ._state import (copy_rows, copy_vector, gather_previous, recurrent_gradient,
-                     shortest)
+from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, gather_previous,
+                     product_workspace, recurrent_gradient, shortest, step_product)
 from ._threads import run_over_rows
 
 GATES = 4
@@ -21,10 +21,11 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
     hid = w_hh.shape[1]
     rec = np.empty((batch, GATES * hid), dtype=proj.dtype)
     # h @ W_hh.T on a C-ordered copy of W_hh.T: OpenBLAS runs that (NN) product 1.3-2x
-    # faster than the transposed view (NT) at these shapes.
+    # faster than the transposed view (NT) at these shapes; or transposed, see step_product.
     w_hh_t = np.ascontiguousarray(w_hh.T)
-    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid,
-                  proj, w_hh_t, b_hh, h0, c0, lengths, reverse, out, col, cache, h_n, c_n, rec)
+    transposed = hid >= TRANSPOSED_MIN_HIDDEN
+    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid, proj, w_hh, w_hh_t, transposed,
+                  b_hh, h0, c0, lengths, reverse, out, col, cache, h_n, c_n, rec)
 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
@@ -33,14 +34,16 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
-    run_over_rows(_backward_rows, batch, batch * GATES * hid * hid,
-                  w_hh, h0, c0, lengths, reverse, out, col, cache, grad_out, grad_h_n,
-                  grad_c_n, h_prev, d_ih, grad_h0, grad_c0, dh_rec)
+    w_hh_t = np.ascontiguousarray(w_hh.T)
+    transposed = hid >= TRANSPOSED_MIN_HIDDEN
+    run_over_rows(_backward_rows, batch, batch * GATES * hid * hid, w_hh, w_hh_t, transposed, h0,
+                  c0, lengths, reverse, out, col, cache, grad_out, grad_h_n, grad_c_n, h_prev, d_ih,
+                  grad_h0, grad_c0, dh_rec)
 
 
 @kernel
-def _forward_rows(proj, w_hh_t, b_hh, h0, c0, lengths, reverse, out, col, cache, h_n, c_n, rec,
-                  start, stop):
+def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, c0, lengths, reverse, out, col, cache,
+                  h_n, c_n, rec, start, stop):
     """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
     steps = proj.shape[0]
     hid = w_hh_t.shape[0]
@@ -48,9 +51,10 @@ def _forward_rows(proj, w_hh_t, b_hh, h0, c0, lengths, reverse, out, col, cache,
     h = h_n[start:stop]
     copy_rows(c_n, c0, start, stop)
     rec_rows = rec[start:stop]
+    work = product_workspace(transposed, rec.shape[1], stop - start, rec)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
-        np.dot(h, w_hh_t, rec_rows)
+        step_product(h, w_hh_t, w_hh, rec_rows, work)
         for n in range(start, stop):
             y = out[t, n, col:col + hid]
             if t < lengths[n]:
@@ -63,8 +67,8 @@ def _forward_rows(proj, w_hh_t, b_hh, h0, c0, lengths, reverse, out, col, cache,
 
 
 @kernel
-def _backward_rows(w_hh, h0, c0, lengths, reverse, out, col, cache, grad_out, grad_h_n,
-                   grad_c_n, h_prev, d_ih, grad_h0, grad_c0, dh_rec, start, stop):
+def _backward_rows(w_hh, w_hh_t, transposed, h0, c0, lengths, reverse, out, col, cache, grad_out,
+                   grad_h_n, grad_c_n, h_prev, d_ih, grad_h0, grad_c0, dh_rec, start, stop):
     """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
     steps = out.shape[0]
     hid = w_hh.shape[1]
@@ -73,6 +77,7 @@ def _backward_rows(w_hh, h0, c0, lengths, reverse, out, col, cache, grad_out, gr
     dh = grad_h0[start:stop]
     copy_rows(grad_c0, grad_c_n, start, stop)
     row_lengths = lengths[start:stop]
+    work = product_workspace(transposed, hid, stop - start, dh_rec)
     all_active_until = shortest(row_lengths)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
@@ -88,8 +93,8 @@ def _backward_rows(w_hh, h0, c0, lengths, reverse, out, col, cache, grad_out, gr
                               c_prev, d_t[n])
             else:
                 d_t[n, :] = 0.0
-        recurrent_gradient(d_t[start:stop], w_hh, t, row_lengths, t < all_active_until,
-                           dh_rec[start:stop], dh, False)
+        recurrent_gradient(d_t[start:stop], w_hh, w_hh_t, t, row_lengths, t < all_active_until,
+                           dh_rec[start:stop], dh, False, work)
 
 
 @kernel

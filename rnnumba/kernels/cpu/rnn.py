@@ -3,8 +3,8 @@
 import numpy as np
 
 from ._jit import kernel, rnn_point, rnn_point_backward
-from ._state import (copy_rows, copy_vector, gather_previous, recurrent_gradient,
-                     shortest)
+from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, gather_previous,
+                     product_workspace, recurrent_gradient, shortest, step_product)
 from ._threads import run_over_rows
 
 GATES = 1
@@ -21,10 +21,11 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
     hidden = w_hh.shape[1]
     rec = np.empty((batch, hidden), dtype=proj.dtype)
     # h @ W_hh.T on a C-ordered copy of W_hh.T: OpenBLAS runs that (NN) product 1.3-2x
-    # faster than the transposed view (NT) at these shapes.
+    # faster than the transposed view (NT) at these shapes; or transposed, see step_product.
     w_hh_t = np.ascontiguousarray(w_hh.T)
-    run_over_rows(_forward_rows, batch, batch * hidden * hidden,
-                  proj, w_hh_t, b_hh, h0, lengths, reverse, act, out, col, h_n, rec)
+    transposed = hidden >= TRANSPOSED_MIN_HIDDEN
+    run_over_rows(_forward_rows, batch, batch * hidden * hidden, proj, w_hh, w_hh_t, transposed,
+                  b_hh, h0, lengths, reverse, act, out, col, h_n, rec)
 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
@@ -33,22 +34,26 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     steps, batch, _ = out.shape
     hidden = w_hh.shape[1]
     dh_rec = np.empty((batch, hidden), dtype=out.dtype)
-    run_over_rows(_backward_rows, batch, batch * hidden * hidden,
-                  w_hh, h0, lengths, reverse, act, out, col, grad_out, grad_h_n, h_prev, d_ih,
-                  grad_h0, dh_rec)
+    w_hh_t = np.ascontiguousarray(w_hh.T)
+    transposed = hidden >= TRANSPOSED_MIN_HIDDEN
+    run_over_rows(_backward_rows, batch, batch * hidden * hidden, w_hh, w_hh_t, transposed, h0,
+                  lengths, reverse, act, out, col, grad_out, grad_h_n, h_prev, d_ih, grad_h0,
+                  dh_rec)
 
 
 @kernel
-def _forward_rows(proj, w_hh_t, b_hh, h0, lengths, reverse, act, out, col, h_n, rec, start, stop):
+def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, act, out, col, h_n,
+                  rec, start, stop):
     """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
     steps = proj.shape[0]
     hidden = w_hh_t.shape[0]
     copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
     rec_rows = rec[start:stop]
+    work = product_workspace(transposed, rec.shape[1], stop - start, rec)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
-        np.dot(h, w_hh_t, rec_rows)
+        step_product(h, w_hh_t, w_hh, rec_rows, work)
         for n in range(start, stop):
             y = out[t, n, col:col + hidden]
             if t < lengths[n]:
@@ -59,8 +64,8 @@ def _forward_rows(proj, w_hh_t, b_hh, h0, lengths, reverse, act, out, col, h_n, 
 
 
 @kernel
-def _backward_rows(w_hh, h0, lengths, reverse, act, out, col, grad_out, grad_h_n, h_prev, d_ih,
-                   grad_h0, dh_rec, start, stop):
+def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, act, out, col, grad_out,
+                   grad_h_n, h_prev, d_ih, grad_h0, dh_rec, start, stop):
     """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
     steps = out.shape[0]
     hidden = w_hh.shape[1]
@@ -68,6 +73,7 @@ def _backward_rows(w_hh, h0, lengths, reverse, act, out, col, grad_out, grad_h_n
     copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
     row_lengths = lengths[start:stop]
+    work = product_workspace(transposed, hidden, stop - start, dh_rec)
     all_active_until = shortest(row_lengths)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
@@ -78,8 +84,8 @@ def _backward_rows(w_hh, h0, lengths, reverse, act, out, col, grad_out, grad_h_n
                               out[t, n, col:col + hidden], act, d_t[n])
             else:
                 d_t[n, :] = 0.0
-        recurrent_gradient(d_t[start:stop], w_hh, t, row_lengths, t < all_active_until,
-                           dh_rec[start:stop], dh, False)
+        recurrent_gradient(d_t[start:stop], w_hh, w_hh_t, t, row_lengths, t < all_active_until,
+                           dh_rec[start:stop], dh, False, work)
 
 
 @kernel

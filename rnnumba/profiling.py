@@ -455,7 +455,6 @@ class _Step:
                         for _ in range(dirs)] for _ in range(layers)]
         self.inputs = [self.x] + self.outputs[:-1]
         self.grad_inputs = [ops.empty(inp.shape, dtype) for inp in self.inputs]
-        self.h_prev = ops.empty((steps, n, hidden), dtype)
         self.d_ih = ops.empty((steps, n, gh), dtype)
         self.d_hh = ops.empty((steps, n, gh), dtype) if cell == "gru" else self.d_ih
         self.optimizer_step, self.optimizer_name = _optimizer(ops, self.flat_params,
@@ -500,11 +499,12 @@ class _Step:
                         w_hh, b_hh, self.h0[k], self._state(self.c0, k), self.lengths,
                         direction == 1, self.act, self.outputs[layer], direction * self.hidden,
                         self.caches[layer][direction], grad_layer_out, self.grad_h_n[k],
-                        self._state(self.grad_c_n, k), self.h_prev, self.d_ih, self.d_hh,
+                        self._state(self.grad_c_n, k), self.d_ih, self.d_hh,
                         self.grad_h0[k], self._state(self.grad_c0, k))
                 with clock("weight_gradients"):
                     self.common.weight_gradients(
-                        self.inputs[layer], self.h_prev, self.d_ih, self.d_hh, w_ih,
+                        self.inputs[layer], self.outputs[layer], direction * self.hidden,
+                        self.h0[k], self.lengths, direction == 1, self.d_ih, self.d_hh, w_ih,
                         gw_ih, gw_hh, gb_ih, gb_hh, grad_input)
             grad_layer_out = grad_input
 

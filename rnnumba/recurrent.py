@@ -274,7 +274,6 @@ class Recurrent:
         self._flat_grads[:] = 0.0
         grad_h0 = np.empty_like(h0)
         grad_c0 = np.empty_like(h0) if self.cell == "lstm" else None
-        h_prev = np.empty((steps, n_seq, hidden), dtype=self.dtype)
         d_ih = np.empty((steps, n_seq, kernels.GATES * hidden), dtype=self.dtype)
         d_hh = np.empty_like(d_ih) if self.cell == "gru" else d_ih
         grad_layer_out = grad_out_tm
@@ -290,11 +289,13 @@ class Recurrent:
                     weights["weight_hh"], weights["bias_hh"], h0[k], self._cell_state(c0, k),
                     lengths, direction == 1, act, acts["outputs"][layer], direction * hidden,
                     acts["caches"][layer][direction], grad_layer_out, grad_h_n[k],
-                    self._cell_state(grad_c_n, k), h_prev, d_ih, d_hh, grad_h0[k],
+                    self._cell_state(grad_c_n, k), d_ih, d_hh, grad_h0[k],
                     self._cell_state(grad_c0, k))
-                common.weight_gradients(layer_input, h_prev, d_ih, d_hh, weights["weight_ih"],
-                                        grads["weight_ih"], grads["weight_hh"],
-                                        grads["bias_ih"], grads["bias_hh"], grad_input)
+                common.weight_gradients(layer_input, acts["outputs"][layer], direction * hidden,
+                                        h0[k], lengths, direction == 1, d_ih, d_hh,
+                                        weights["weight_ih"], grads["weight_ih"],
+                                        grads["weight_hh"], grads["bias_ih"], grads["bias_hh"],
+                                        grad_input)
             if layer > 0 and acts["masks"][layer - 1] is not None:
                 grad_input *= acts["masks"][layer - 1]
             grad_layer_out = grad_input

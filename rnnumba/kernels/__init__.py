@@ -10,8 +10,8 @@ layer and direction at a time as four phases::
                      out, col, cache, h_n, c_n)               # cell: the recurrence
     backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
                       grad_out, grad_h_n, grad_c_n,
-                      h_prev, d_ih, d_hh, grad_h0, grad_c0)   # cell: BPTT, per-step part
-    weight_gradients(x, h_prev, d_ih, d_hh, w_ih,
+                      d_ih, d_hh, grad_h0, grad_c0)           # cell: BPTT, per-step part
+    weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih,
                      grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
                      grad_x)                                   # common: GEMMs after the loop
 
@@ -37,8 +37,11 @@ Conventions (all arrays C-contiguous, one float dtype per call, ``G`` gates per 
 - Backward writes the pre-activation gradients: ``d_ih`` is what multiplies the input
   projection, ``d_hh`` what multiplies the recurrent one. They are equal except for the GRU's
   n gate, so RNN and LSTM callers may pass the same array twice. Inactive steps get zeros.
-  ``h_prev`` ``(T, N, H)`` receives the state each step started from, for the ``w_hh`` GEMM.
   ``grad_h0``/``grad_c0`` receive the gradient at the initial state.
+- ``weight_gradients`` builds ``grad_w_hh`` from the states each step started from without
+  storing them: ``out`` shifted by one step (columns ``col:col+H``), plus ``h0`` for each
+  row's first step (``t = 0``, or ``lengths[n] - 1`` when ``reverse``). An inactive step's
+  output is zero and its gate gradients are zero, so the shifted product needs no masks.
 - ``weight_gradients`` *adds* into ``grad_w_*``/``grad_b_*`` and ``grad_x`` (so directions and
   repeated calls accumulate); the caller zeroes them first. ``grad_x`` may be None when the
   input gradient is not needed (the first layer in training), which skips that GEMM.

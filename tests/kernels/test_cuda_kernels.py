@@ -114,21 +114,20 @@ def _run_layer(common, mod, p, cell, act, H, to_dev, to_host):
                              res[f"cache{r}"], res[f"h_n{r}"], res[f"c_n{r}"])
     res["grad_x"] = zeros(T, N, I)
     for r in range(2):
-        res[f"h_prev{r}"] = zeros(T, N, H)
         res[f"d_ih{r}"] = d_ih = zeros(T, N, G * H)
         res[f"d_hh{r}"] = d_hh = zeros(T, N, G * H) if gru else d_ih
         res[f"grad_h0{r}"] = zeros(N, H)
         res[f"grad_c0{r}"] = zeros(N, H) if lstm else zeros(0, 0)
         mod.backward_sequence(d[f"w_hh{r}"], d[f"b_hh{r}"], d[f"h0{r}"], d[f"c0{r}"],
                               d["lengths"], r == 1, act, res["out"], r * H, res[f"cache{r}"],
-                              d["g_out"], d[f"g_h{r}"], d[f"g_c{r}"], res[f"h_prev{r}"], d_ih,
-                              d_hh, res[f"grad_h0{r}"], res[f"grad_c0{r}"])
+                              d["g_out"], d[f"g_h{r}"], d[f"g_c{r}"], d_ih, d_hh,
+                              res[f"grad_h0{r}"], res[f"grad_c0{r}"])
         for name, shape in (("gw_ih", (G * H, I)), ("gw_hh", (G * H, H)), ("gb_ih", (G * H,)),
                             ("gb_hh", (G * H,))):
             res[f"{name}{r}"] = zeros(*shape)
-        common.weight_gradients(d["x"], res[f"h_prev{r}"], d_ih, d_hh, d[f"w_ih{r}"],
-                                res[f"gw_ih{r}"], res[f"gw_hh{r}"], res[f"gb_ih{r}"],
-                                res[f"gb_hh{r}"], res["grad_x"])
+        common.weight_gradients(d["x"], res["out"], r * H, d[f"h0{r}"], d["lengths"], r == 1,
+                                d_ih, d_hh, d[f"w_ih{r}"], res[f"gw_ih{r}"], res[f"gw_hh{r}"],
+                                res[f"gb_ih{r}"], res[f"gb_hh{r}"], res["grad_x"])
     return {k: to_host(v) for k, v in res.items()}
 
 
@@ -647,11 +646,14 @@ def test_every_kernel_compiles_to_ptx(ptx_compiler):
         a3, a2, a1 = np.zeros((2, 2, 2), dtype), np.zeros((2, 2), dtype), np.zeros(2, dtype)
         f64, lengths, key = np.zeros(2), np.zeros(2, np.int64), np.dtype(dtype).str
         ptx_compiler(common._gemm_kernel(16, key), a2, a2, a2, a1, True, False, True, False)
+        # the weight gradients read the states as a column block of the outputs (strided)
+        ptx_compiler(common._gemm_kernel(16, key), a2, a2[:, :1], a2, a1, True, False, True,
+                     False)
         for gates in (1, 3, 4) if dtype == np.float32 else (4,):
             ptx_compiler(rec._forward_persistent(key, 4, gates), a3, a2, a1, a2, a2, lengths,
                          True, 0, a3, 0, a3, a2, a2)
             ptx_compiler(rec._backward_persistent(key, 4, gates), a2, a2, a2, lengths, True,
-                         0, a3, 0, a3, a3, a2, a2, a3, a3, a3, a2, a2)
+                         0, a3, 0, a3, a3, a2, a2, a3, a3, a2, a2)
         if dtype == np.float64:
             continue
         ptx_compiler(common._column_sums_kernel, a2, a1)
@@ -660,7 +662,8 @@ def test_every_kernel_compiles_to_ptx(ptx_compiler):
         ptx_compiler(_jit._product_kernel, a1, a1, a1)
         ptx_compiler(rec._forward_step, 0, a3, a2, a1, lengths, 0, 0, a3, 0, a3, a2, a2)
         ptx_compiler(rec._backward_step, 0, a2, a2, lengths, 0, True, 0, a3, 0, a3, a3, a3, a3,
-                     a3, a2, a2)
+                     a2, a2)
+        ptx_compiler(common._first_step_rows_kernel, a3, lengths, True, a2)
         ptx_compiler(optim._sgd_kernel(key), a1, a1, f64, 0.1, 0.9, True)
         ptx_compiler(optim._adam_kernel(key), a1, a1, f64, f64, 0.1, 0.9, 0.9, 1e-8)
         ptx_compiler(optim._scale_kernel(key), a1, 0.5)
@@ -703,7 +706,13 @@ def test_gemm_phases_reject_bad_shapes(cuda_kernels):
         common.project_input(x, w, b, np.zeros((2, 3, 5)))
     with pytest.raises(ValueError, match="w_ih"):
         common.project_input(x, np.zeros((6, 5)), b, np.zeros((2, 3, 6)))
+    out, h0, lengths = np.zeros((2, 3, 4)), np.zeros((3, 2)), np.full(3, 2, dtype=np.int64)
+    d = np.zeros((2, 3, 6))
     with pytest.raises(ValueError, match="grad_w_hh"):
-        common.weight_gradients(x, np.zeros((2, 3, 2)), np.zeros((2, 3, 6)), np.zeros((2, 3, 6)),
-                                w, np.zeros((6, 4)), np.zeros((6, 3)), b.copy(), b.copy(),
+        common.weight_gradients(x, out, 0, h0, lengths, False, d, d.copy(), w,
+                                np.zeros((6, 4)), np.zeros((6, 3)), b.copy(), b.copy(),
+                                np.zeros_like(x))
+    with pytest.raises(ValueError, match="col"):
+        common.weight_gradients(x, out, 3, h0, lengths, False, d, d.copy(), w,
+                                np.zeros((6, 4)), np.zeros((6, 2)), b.copy(), b.copy(),
                                 np.zeros_like(x))

@@ -33,25 +33,6 @@ def shortest(lengths):
     return low
 
 
-@kernel
-def gather_previous(src, col, init, lengths, reverse, dst, start, stop):
-    """Fill ``dst[t, start:stop]`` with the state step ``t`` started from.
-
-    That is ``src[t-1]`` (``src[t+1]`` when ``reverse``) where that step was active, else the
-    initial state ``init``; ``src`` columns ``col:col+H`` hold this direction's states.
-    """
-    steps, _, hidden = dst.shape
-    for t in range(steps):
-        prev = t + 1 if reverse else t - 1
-        for n in range(start, stop):
-            if 0 <= prev < lengths[n]:
-                for j in range(hidden):
-                    dst[t, n, j] = src[prev, n, col + j]
-            else:
-                for j in range(hidden):
-                    dst[t, n, j] = init[n, j]
-
-
 #: From this hidden size on, the per-step products run transposed (``W @ h.T``, then
 #: transposed back): at 32 rows per thread OpenBLAS runs that form about 25% faster
 #: (65 -> 82 GFLOP/s at 512 units), and LSTM/GRU forward+backward took 5-12% less time at

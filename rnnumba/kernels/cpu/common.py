@@ -27,25 +27,34 @@ def project_input(x, w_ih, b_ih, proj):
     _split_rows(block, rows, x.shape[2] * proj.shape[2])
 
 
-def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
-                     grad_x):
+def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh,
+                     grad_b_ih, grad_b_hh, grad_x):
     """Add the weight, bias and input gradients of one layer and direction (GEMMs).
 
-    Each thread sums its block of rows into weight-sized buffers, added in block order at
-    the end (so results do not depend on timing); ``grad_x`` rows are its own.
+    ``grad_w_hh`` pairs each step's gate gradients with the state it started from: the
+    output one step earlier (later when ``reverse``), read in place, and ``h0`` for each
+    row's first step. Each thread sums its block of rows into weight-sized buffers, added in
+    block order at the end (so results do not depend on timing); ``grad_x`` rows are its own.
     """
-    rows = x.shape[0] * x.shape[1]
+    steps, batch = x.shape[0], x.shape[1]
+    rows = steps * batch
+    hidden = h0.shape[1]
     d_ih2 = d_ih.reshape(rows, d_ih.shape[2])
     d_hh2 = d_hh.reshape(rows, d_hh.shape[2])
     x2 = x.reshape(rows, x.shape[2])
-    h2 = h_prev.reshape(rows, h_prev.shape[2])
+    # State rows (t, n); gate row r pairs with state row r - shift.
+    states = out.reshape(rows, out.shape[2])[:, col:col + hidden]
+    shift = -batch if reverse else batch
     grad_x2 = None if grad_x is None else grad_x.reshape(rows, grad_x.shape[2])
     ones = np.ones(rows, dtype=d_ih2.dtype)
     sums = {}
 
     def block(start, stop):
         d_i, d_h = d_ih2[start:stop], d_hh2[start:stop]
-        sums[start] = (d_i.T @ x2[start:stop], d_h.T @ h2[start:stop],
+        low, high = (start, min(stop, rows - batch)) if reverse else (max(start, batch), stop)
+        recurrent = (d_hh2[low:high].T @ states[low - shift:high - shift] if high > low
+                     else np.zeros(grad_w_hh.shape, dtype=grad_w_hh.dtype))
+        sums[start] = (d_i.T @ x2[start:stop], recurrent,
                        # column sums as a GEMV with ones: several times faster than sum(axis=0)
                        ones[start:stop] @ d_i, ones[start:stop] @ d_h)
         if grad_x2 is None:  # the caller does not need the input gradient
@@ -58,10 +67,14 @@ def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_i
             grad_x2[first:last] += part
 
     gates = d_ih.shape[2]
-    _split_rows(block, rows, gates * (x.shape[2] * (1 if grad_x is None else 2) + h2.shape[1]))
+    _split_rows(block, rows, gates * (x.shape[2] * (1 if grad_x is None else 2) + hidden))
     for start in sorted(sums):
         for total, part in zip((grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh), sums[start]):
             total += part
+    # Each row's first step started from h0: t = 0, or its last step when reversed.
+    started = np.flatnonzero(lengths > 0)
+    first_steps = lengths[started] - 1 if reverse else np.zeros(started.size, dtype=np.int64)
+    grad_w_hh += d_hh[first_steps, started].T @ h0[started]
 
 
 def _split_rows(block, rows, macs_per_row):

@@ -3,8 +3,8 @@
 import numpy as np
 
 from ._jit import kernel, gru_point, gru_point_backward
-from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, gather_previous,
-                     product_workspace, recurrent_gradient, step_product)
+from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, product_workspace,
+                     recurrent_gradient, step_product)
 from ._threads import run_over_rows
 
 GATES = 3
@@ -29,7 +29,7 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
-                      grad_out, grad_h_n, grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0):
+                      grad_out, grad_h_n, grad_c_n, d_ih, d_hh, grad_h0, grad_c0):
     """BPTT of one layer and direction; ``d_ih`` and ``d_hh`` differ in the n gate."""
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
@@ -37,7 +37,7 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     w_hh_t = np.ascontiguousarray(w_hh.T)
     transposed = hid >= TRANSPOSED_MIN_HIDDEN
     run_over_rows(_backward_rows, batch, batch * GATES * hid * hid, w_hh, w_hh_t, transposed, h0,
-                  lengths, reverse, out, col, cache, grad_out, grad_h_n, h_prev, d_ih, d_hh,
+                  lengths, reverse, out, col, cache, grad_out, grad_h_n, d_ih, d_hh,
                   grad_h0, dh_rec)
 
 
@@ -65,23 +65,27 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, ou
 
 @kernel
 def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cache, grad_out,
-                   grad_h_n, h_prev, d_ih, d_hh, grad_h0, dh_rec, start, stop):
+                   grad_h_n, d_ih, d_hh, grad_h0, dh_rec, start, stop):
     """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
     steps = out.shape[0]
     hid = w_hh.shape[1]
-    gather_previous(out, col, h0, lengths, reverse, h_prev, start, stop)
     copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
     row_lengths = lengths[start:stop]
     work = product_workspace(transposed, hid, stop - start, dh_rec)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
+        prev = t + 1 if reverse else t - 1
         di_t = d_ih[t]
         dh_t = d_hh[t]
         for n in range(start, stop):
             if t < lengths[n]:
-                _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], cache[t, n],
-                              h_prev[t, n], di_t[n], dh_t[n])
+                if 0 <= prev < lengths[n]:
+                    h_prev = out[prev, n, col:col + hid]
+                else:
+                    h_prev = h0[n, :]
+                _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], cache[t, n], h_prev,
+                              di_t[n], dh_t[n])
             else:
                 di_t[n, :] = 0.0
                 dh_t[n, :] = 0.0

@@ -3,8 +3,8 @@
 import numpy as np
 
 from ._jit import kernel, rnn_point, rnn_point_backward
-from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, gather_previous,
-                     product_workspace, recurrent_gradient, shortest, step_product)
+from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, product_workspace,
+                     recurrent_gradient, shortest, step_product)
 from ._threads import run_over_rows
 
 GATES = 1
@@ -29,7 +29,7 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
-                      grad_out, grad_h_n, grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0):
+                      grad_out, grad_h_n, grad_c_n, d_ih, d_hh, grad_h0, grad_c0):
     """BPTT of one layer and direction; writes ``d_ih`` only (``d_hh`` is the same)."""
     steps, batch, _ = out.shape
     hidden = w_hh.shape[1]
@@ -37,7 +37,7 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     w_hh_t = np.ascontiguousarray(w_hh.T)
     transposed = hidden >= TRANSPOSED_MIN_HIDDEN
     run_over_rows(_backward_rows, batch, batch * hidden * hidden, w_hh, w_hh_t, transposed, h0,
-                  lengths, reverse, act, out, col, grad_out, grad_h_n, h_prev, d_ih, grad_h0,
+                  lengths, reverse, act, out, col, grad_out, grad_h_n, d_ih, grad_h0,
                   dh_rec)
 
 
@@ -65,11 +65,10 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, ac
 
 @kernel
 def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, act, out, col, grad_out,
-                   grad_h_n, h_prev, d_ih, grad_h0, dh_rec, start, stop):
+                   grad_h_n, d_ih, grad_h0, dh_rec, start, stop):
     """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
     steps = out.shape[0]
     hidden = w_hh.shape[1]
-    gather_previous(out, col, h0, lengths, reverse, h_prev, start, stop)
     copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
     row_lengths = lengths[start:stop]

@@ -90,6 +90,21 @@ def device_empty(shape, dtype, what="array"):
         raise
 
 
+_workspaces = {}
+
+
+def workspace(shape, dtype, what="workspace"):
+    """A reusable device scratch array of this shape and dtype (no allocation per call once
+    warm; at most 16 kept). Callers must not hold one across another call that may reuse it."""
+    key = (tuple(int(s) for s in shape), np.dtype(dtype).str)
+    array = _workspaces.get(key)
+    if array is None:
+        if len(_workspaces) >= 16:
+            _workspaces.clear()
+        array = _workspaces[key] = device_empty(key[0], dtype, what)
+    return array
+
+
 def to_device(array, what="array"):
     """Copy a host array to a new device array (clear error when out of memory)."""
     array = np.ascontiguousarray(array)

@@ -21,9 +21,9 @@ import numpy as np
 from numba import cuda, int8
 
 from . import _jit
-from ._jit import (CELL_GRU, CELL_LSTM, CELL_RNN, blocks, cached_factory, copy, device_empty,
-                   gru_point, gru_point_backward, lstm_point, lstm_point_backward, numba_type,
-                   on_device, rnn_point, rnn_point_backward)
+from ._jit import (CELL_GRU, CELL_LSTM, CELL_RNN, blocks, cached_factory, copy, gru_point,
+                   gru_point_backward, lstm_point, lstm_point_backward, numba_type, on_device,
+                   rnn_point, rnn_point_backward, workspace)
 from .common import gemm
 
 GATES = {CELL_RNN: 1, CELL_LSTM: 4, CELL_GRU: 3}
@@ -200,7 +200,7 @@ def _backward_persistent(dtype, rows, gates):
     cell = CELL_OF_GATES[gates]  # a compile-time constant: the other cells' code folds away
 
     def kernel(w_hh, h0, c0, lengths, reverse, act, out, col, cache, grad_out, grad_h_n,
-               grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0):
+               grad_c_n, d_ih, d_hh, grad_h0, grad_c0):
         steps = out.shape[0]
         batch = out.shape[1]
         hid = w_hh.shape[1]
@@ -231,7 +231,6 @@ def _backward_persistent(dtype, rows, gates):
                 if n < batch:
                     has_prev = 0 <= prev and prev < lengths[n]
                     hp = out[prev, n, col + j] if has_prev else h0[n, j]
-                    h_prev[t, n, j] = hp
                     if t < lengths[n]:
                         cp = dt(0.0)
                         if cell == CELL_LSTM:
@@ -302,9 +301,9 @@ def _forward_step(cell, proj, rec, b_hh, lengths, t, act, out, col, cache, h, c)
 
 
 @cuda.jit
-def _backward_step(cell, h0, c0, lengths, t, reverse, act, out, col, cache, grad_out, h_prev,
-                   d_ih, d_hh, dh, dc):
-    """Step ``t`` before ``dh += dG[t] @ W_hh``: gate gradients, ``h_prev[t]``, ``dc``."""
+def _backward_step(cell, h0, c0, lengths, t, reverse, act, out, col, cache, grad_out, d_ih,
+                   d_hh, dh, dc):
+    """Step ``t`` before ``dh += dG[t] @ W_hh``: gate gradients and ``dc``."""
     idx = cuda.grid(1)
     batch = dh.shape[0]
     hid = dh.shape[1]
@@ -314,7 +313,6 @@ def _backward_step(cell, h0, c0, lengths, t, reverse, act, out, col, cache, grad
         prev = t + 1 if reverse else t - 1
         has_prev = 0 <= prev and prev < lengths[n]
         hp = out[prev, n, col + j] if has_prev else h0[n, j]
-        h_prev[t, n, j] = hp
         if t < lengths[n]:
             cp = hp
             dc_in = hp
@@ -378,20 +376,6 @@ def check_arguments(gates, cache_width, proj_shape, w_hh, b_hh, h0, c0, lengths,
                 dtype)
 
 
-_workspaces = {}
-
-
-def _workspace(shape, dtype):
-    """A reusable device scratch array (no allocation per call once warm)."""
-    key = (shape, np.dtype(dtype).str)
-    array = _workspaces.get(key)
-    if array is None:
-        if len(_workspaces) >= 16:
-            _workspaces.clear()
-        array = _workspaces[key] = device_empty(shape, dtype, "recurrence workspace")
-    return array
-
-
 def make_cell(cell, cache_width):
     """Build ``forward_sequence`` and ``backward_sequence`` launchers for one cell id."""
     gates = GATES[cell]
@@ -422,7 +406,7 @@ def make_cell(cell, cache_width):
         copy(h_n, h0)
         if is_lstm:
             copy(c_n, c0)
-        rec = _workspace((batch, gates * hid), proj.dtype)
+        rec = workspace((batch, gates * hid), proj.dtype)
         block = _jit.ELEMENTWISE_BLOCK
         grid = blocks(batch * hid, block)
         for s in range(steps):
@@ -431,9 +415,9 @@ def make_cell(cell, cache_width):
             _forward_step[grid, block](cell, proj, rec, b_hh, lengths, t, act, out, col, cache,
                                        h_n, c_n)
 
-    @on_device(outputs=(13, 14, 15, 16, 17))
+    @on_device(outputs=(13, 14, 15, 16))
     def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, grad_out,
-                          grad_h_n, grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0):
+                          grad_h_n, grad_c_n, d_ih, d_hh, grad_h0, grad_c0):
         """BPTT of one layer and direction; see :mod:`rnnumba.kernels`."""
         steps, batch, _ = out.shape
         hid = w_hh.shape[1]
@@ -441,9 +425,8 @@ def make_cell(cell, cache_width):
                         lengths, out, col, cache,
                         {"grad_h_n": grad_h_n, "grad_c_n": grad_c_n, "grad_h0": grad_h0,
                          "grad_c0": grad_c0}, is_lstm)
-        for name, array in (("grad_out", grad_out), ("h_prev", h_prev), ("d_ih", d_ih),
-                            ("d_hh", d_hh)):
-            width = {"grad_out": out.shape[2], "h_prev": hid}.get(name, gates * hid)
+        for name, array in (("grad_out", grad_out), ("d_ih", d_ih), ("d_hh", d_hh)):
+            width = out.shape[2] if name == "grad_out" else gates * hid
             _expect(array, (steps, batch, width), name, out.dtype)
         if batch == 0 or steps == 0:
             copy(grad_h0, grad_h_n)
@@ -457,7 +440,7 @@ def make_cell(cell, cache_width):
             nbytes = shared_bytes(gates, hid, out.dtype.itemsize, rows)
             kernel[blocks(batch, rows), hid, 0, nbytes](
                 w_hh, h0, c0, lengths, reverse, act, out, col, cache, grad_out, grad_h_n,
-                grad_c_n, h_prev, d_ih, d_hh, grad_h0, grad_c0)
+                grad_c_n, d_ih, d_hh, grad_h0, grad_c0)
             return
         copy(grad_h0, grad_h_n)
         if is_lstm:
@@ -468,7 +451,7 @@ def make_cell(cell, cache_width):
         for s in range(steps):
             t = s if reverse else steps - 1 - s
             _backward_step[grid, block](cell, h0, c0, lengths, t, reverse, act, out, col, cache,
-                                        grad_out, h_prev, d_ih, d_hh, grad_h0, grad_c0)
+                                        grad_out, d_ih, d_hh, grad_h0, grad_c0)
             gemm(d_rec[t], w_hh, grad_h0, accumulate=True)
 
     return forward_sequence, backward_sequence

@@ -123,26 +123,63 @@ def project_input(x, w_ih, b_ih, proj):
     gemm(_rows(x), w_ih, _rows(proj), trans_b=True, bias=b_ih)
 
 
-@on_device(outputs=(5, 6, 7, 8, 9))
-def weight_gradients(x, h_prev, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
-                     grad_x):
+@cuda.jit
+def _first_step_rows_kernel(d, lengths, reverse, out):
+    """``out[n] = d[first step of row n, n]``: ``t = 0``, or ``lengths[n] - 1`` when
+    ``reverse``; zeros for a row with no step."""
+    idx = cuda.grid(1)
+    batch = out.shape[0]
+    width = out.shape[1]
+    if idx < batch * width:
+        n = idx // width
+        g = idx - n * width
+        t = lengths[n] - 1 if reverse else 0
+        out[n, g] = d[t, n, g] if lengths[n] > 0 else 0.0
+
+
+@on_device(outputs=(9, 10, 11, 12, 13))
+def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh,
+                     grad_b_ih, grad_b_hh, grad_x):
     """Add the weight, bias and input gradients of one layer and direction (GEMMs)."""
     steps, batch, features = x.shape
-    width, hidden = d_ih.shape[2], h_prev.shape[2]
-    _check({"x": (x, x.shape), "h_prev": (h_prev, (steps, batch, hidden)),
-            "d_ih": (d_ih, (steps, batch, width)), "d_hh": (d_hh, (steps, batch, width)),
-            "w_ih": (w_ih, (width, features)), "grad_w_ih": (grad_w_ih, (width, features)),
+    width, hidden = d_ih.shape[2], h0.shape[1]
+    _check({"x": (x, x.shape), "out": (out, (steps, batch, out.shape[2])),
+            "h0": (h0, (batch, hidden)), "d_ih": (d_ih, (steps, batch, width)),
+            "d_hh": (d_hh, (steps, batch, width)), "w_ih": (w_ih, (width, features)),
+            "grad_w_ih": (grad_w_ih, (width, features)),
             "grad_w_hh": (grad_w_hh, (width, hidden)), "grad_b_ih": (grad_b_ih, (width,)),
             "grad_b_hh": (grad_b_hh, (width,)), "grad_x": (grad_x, x.shape)}, x.dtype)
-    parameter_gradients(x, h_prev, d_ih, d_hh, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)
+    if not 0 <= col <= out.shape[2] - hidden or tuple(lengths.shape) != (batch,):
+        raise ValueError(f"col {col} and lengths of shape {tuple(lengths.shape)} do not fit "
+                         f"out {tuple(out.shape)}, hidden size {hidden} and batch {batch}")
+    parameter_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, grad_w_ih, grad_w_hh,
+                        grad_b_ih, grad_b_hh)
     gemm(_rows(d_ih), w_ih, _rows(grad_x), accumulate=True)
 
 
-def parameter_gradients(x, h_prev, d_ih, d_hh, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh):
+def parameter_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, grad_w_ih, grad_w_hh,
+                        grad_b_ih, grad_b_hh):
     """:func:`weight_gradients` without the input gradient (device arrays, shapes checked by
-    the caller): what a first layer needs when nobody asks for ``dX``."""
-    x2, h2, di2, dh2 = _rows(x), _rows(h_prev), _rows(d_ih), _rows(d_hh)
+    the caller): what a first layer needs when nobody asks for ``dX``.
+
+    ``grad_w_hh`` pairs each step's gate gradients with the state it started from: the output
+    one step earlier (later when ``reverse``), read in place, plus ``h0`` for each row's
+    first step (see :mod:`rnnumba.kernels`).
+    """
+    steps, batch = x.shape[0], x.shape[1]
+    rows, hidden = steps * batch, h0.shape[1]
+    x2, di2, dh2 = _rows(x), _rows(d_ih), _rows(d_hh)
+    states = _rows(out)[:, col:col + hidden]
     gemm(di2, x2, grad_w_ih, trans_a=True, accumulate=True)
-    gemm(dh2, h2, grad_w_hh, trans_a=True, accumulate=True)
+    if steps > 1:
+        if reverse:
+            gemm(dh2[:rows - batch], states[batch:], grad_w_hh, trans_a=True, accumulate=True)
+        else:
+            gemm(dh2[batch:], states[:rows - batch], grad_w_hh, trans_a=True, accumulate=True)
+    first = _jit.workspace((batch, d_hh.shape[2]), d_hh.dtype, "first-step gradients")
+    block = _jit.ELEMENTWISE_BLOCK
+    _first_step_rows_kernel[blocks(first.size, block), block](d_hh, lengths, bool(reverse),
+                                                              first)
+    gemm(first, h0, grad_w_hh, trans_a=True, accumulate=True)
     column_sums(di2, grad_b_ih)
     column_sums(dh2, grad_b_hh)

@@ -213,7 +213,6 @@ class CudaRunner:
         state_shape = grad_h_n.shape
         grad_h0 = self.buffer("grad_h0", state_shape)
         grad_c0 = self.buffer("grad_c0", state_shape) if lstm else None
-        h_prev = self.buffer("h_prev", (steps, n_seq, hid))
         d_ih = self.buffer("d_ih", (steps, n_seq, gates * hid))
         d_hh = self.buffer("d_hh", d_ih.shape) if model.cell == "gru" else d_ih
         for layer in reversed(range(model.num_layers)):
@@ -230,14 +229,16 @@ class CudaRunner:
                     w["weight_hh"], w["bias_hh"], acts["h0"][k],
                     acts["c0"][k] if lstm else placeholder, acts["lengths"], direction == 1,
                     act, acts["outputs"][layer], direction * hid, acts["caches"][layer][direction],
-                    grad_layer_out, grad_h_n[k], grad_c_n[k] if lstm else placeholder, h_prev,
-                    d_ih, d_hh, grad_h0[k], grad_c0[k] if lstm else placeholder)
+                    grad_layer_out, grad_h_n[k], grad_c_n[k] if lstm else placeholder, d_ih,
+                    d_hh, grad_h0[k], grad_c0[k] if lstm else placeholder)
+                states = (acts["outputs"][layer], direction * hid, acts["h0"][k],
+                          acts["lengths"], direction == 1)
                 if grad_input is None:
-                    common.parameter_gradients(layer_input, h_prev, d_ih, d_hh,
+                    common.parameter_gradients(layer_input, *states, d_ih, d_hh,
                                                g["weight_ih"], g["weight_hh"], g["bias_ih"],
                                                g["bias_hh"])
                 else:
-                    common.weight_gradients(layer_input, h_prev, d_ih, d_hh, w["weight_ih"],
+                    common.weight_gradients(layer_input, *states, d_ih, d_hh, w["weight_ih"],
                                             g["weight_ih"], g["weight_hh"], g["bias_ih"],
                                             g["bias_hh"], grad_input)
             if layer > 0 and acts["masks"][layer - 1] is not None:

@@ -223,7 +223,8 @@ class Recurrent:
         return output, ((h_n, c_n) if lstm else h_n)
 
     # ----------------------------------------------------------------- backward
-    def backward(self, grad_output=None, grad_h_n=None, grad_c_n=None):
+    def backward(self, grad_output=None, grad_h_n=None, grad_c_n=None,
+                 retain_activations=False):
         """Backpropagate through time from the latest :meth:`forward`.
 
         Parameters
@@ -231,6 +232,11 @@ class Recurrent:
         grad_output : array of shape (N, T, D*hidden_size), optional (zeros)
         grad_h_n, grad_c_n : array of shape (num_layers*D, N, hidden_size), optional (zeros)
             ``grad_c_n`` is for the LSTM only.
+        retain_activations : bool, default=False
+            Keep the activations of the forward for another ``backward``, as PyTorch's
+            ``retain_graph``. By default they are consumed: the gate gradients are written
+            over the gate cache, which saves memory, and a second ``backward`` needs a new
+            :meth:`forward`.
 
         Returns
         -------
@@ -240,7 +246,11 @@ class Recurrent:
         """
         acts = getattr(self, "_activations", None)
         if acts is None:
-            raise RuntimeError("backward() needs the activations of a forward() call first")
+            raise RuntimeError(
+                "backward() needs the activations of a forward() call first; each forward() "
+                "allows one backward() unless backward(..., retain_activations=True)")
+        if not isinstance(retain_activations, (bool, np.bool_)):
+            raise TypeError(f"retain_activations must be a bool, got {retain_activations!r}")
         n_seq = acts["h0"].shape[1]
         steps = acts["outputs"][0].shape[0]
         out_shape = (n_seq, steps, self.num_directions * self.hidden_size)
@@ -252,19 +262,27 @@ class Recurrent:
         elif grad_c_n is not None:
             raise ValueError(f"grad_c_n applies to cell='lstm' only, not cell={self.cell!r}")
         return self._backward_unchecked(np.ascontiguousarray(grad_output.transpose(1, 0, 2)),
-                                        grad_h_n, grad_c_n)
+                                        grad_h_n, grad_c_n,
+                                        retain_activations=bool(retain_activations))
 
-    def _backward_unchecked(self, grad_out_tm, grad_h_n, grad_c_n, need_input_grad=True):
+    def _backward_unchecked(self, grad_out_tm, grad_h_n, grad_c_n, need_input_grad=True,
+                            retain_activations=False):
         """:meth:`backward` on checked arrays; ``grad_out_tm`` is time-major (T, N, D*H).
 
         With ``need_input_grad=False`` the result's ``"input"`` is None (not computed).
+        Without ``retain_activations`` the activations are spent and released.
         """
-        if self.device == "cuda":
-            return self._cuda_runner().backward(self, grad_out_tm, grad_h_n, grad_c_n,
-                                                need_input_grad)
-        return self._cpu_backward(grad_out_tm, grad_h_n, grad_c_n, need_input_grad)
+        try:
+            if self.device == "cuda":
+                return self._cuda_runner().backward(self, grad_out_tm, grad_h_n, grad_c_n,
+                                                    need_input_grad)
+            return self._cpu_backward(grad_out_tm, grad_h_n, grad_c_n, need_input_grad,
+                                      over_cache=not retain_activations)
+        finally:
+            if not retain_activations:
+                self._activations = None
 
-    def _cpu_backward(self, grad_out_tm, grad_h_n, grad_c_n, need_input_grad):
+    def _cpu_backward(self, grad_out_tm, grad_h_n, grad_c_n, need_input_grad, over_cache):
         common, kernels = cell_kernels(self.device, self.cell)
         acts = self._activations
         lengths, h0, c0 = acts["lengths"], acts["h0"], acts["c0"]
@@ -274,8 +292,12 @@ class Recurrent:
         self._flat_grads[:] = 0.0
         grad_h0 = np.empty_like(h0)
         grad_c0 = np.empty_like(h0) if self.cell == "lstm" else None
-        d_ih = np.empty((steps, n_seq, kernels.GATES * hidden), dtype=self.dtype)
-        d_hh = np.empty_like(d_ih) if self.cell == "gru" else d_ih
+        width = kernels.GATES * hidden
+        # Spent activations take the input-side gate gradients over their gate columns
+        # (kernel contract); the RNN has no gate cache and the GRU's d_hh its own buffer.
+        over_cache = over_cache and self.cell != "rnn"
+        d_ih = None if over_cache else np.empty((steps, n_seq, width), dtype=self.dtype)
+        d_hh = np.empty((steps, n_seq, width), dtype=self.dtype) if self.cell == "gru" else d_ih
         grad_layer_out = grad_out_tm
         for layer in reversed(range(self.num_layers)):
             layer_input = acts["inputs"][layer]
@@ -285,14 +307,16 @@ class Recurrent:
                 k = layer * dirs + direction
                 weights = self._layer_weights(layer, direction)
                 grads = self._layer_weights(layer, direction, self._grads)
+                cache = acts["caches"][layer][direction]
+                d_in = cache[:, :, :width] if over_cache else d_ih
+                d_rec = d_hh if self.cell == "gru" else d_in
                 kernels.backward_sequence(
                     weights["weight_hh"], weights["bias_hh"], h0[k], self._cell_state(c0, k),
                     lengths, direction == 1, act, acts["outputs"][layer], direction * hidden,
-                    acts["caches"][layer][direction], grad_layer_out, grad_h_n[k],
-                    self._cell_state(grad_c_n, k), d_ih, d_hh, grad_h0[k],
-                    self._cell_state(grad_c0, k))
+                    cache, grad_layer_out, grad_h_n[k], self._cell_state(grad_c_n, k), d_in,
+                    d_rec, grad_h0[k], self._cell_state(grad_c0, k))
                 common.weight_gradients(layer_input, acts["outputs"][layer], direction * hidden,
-                                        h0[k], lengths, direction == 1, d_ih, d_hh,
+                                        h0[k], lengths, direction == 1, d_in, d_rec,
                                         weights["weight_ih"], grads["weight_ih"],
                                         grads["weight_hh"], grads["bias_ih"], grads["bias_hh"],
                                         grad_input)

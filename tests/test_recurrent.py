@@ -76,12 +76,12 @@ def run_forward(model, X, lengths=None, hx=None):
     return output, state, None
 
 
-def run_backward(model, cell, g_out, g_h, g_c):
+def run_backward(model, cell, g_out, g_h, g_c, retain=False):
     """``backward`` with the upstream gradients; returns a dict of copies."""
     if cell == "lstm":
-        grads = model.backward(g_out, grad_h_n=g_h, grad_c_n=g_c)
+        grads = model.backward(g_out, grad_h_n=g_h, grad_c_n=g_c, retain_activations=retain)
     else:
-        grads = model.backward(g_out, grad_h_n=g_h)
+        grads = model.backward(g_out, grad_h_n=g_h, retain_activations=retain)
     return {key: np.array(value, copy=True) for key, value in grads.items()}
 
 
@@ -479,13 +479,32 @@ def test_backward_uses_latest_forward_and_does_not_accumulate(cell):
     want = run_backward(model, cell, *g)
     run_forward(model, X1)
     run_forward(model, X2, RAGGED)
-    first = run_backward(model, cell, *g)
-    second = run_backward(model, cell, *g)
+    first = run_backward(model, cell, *g, retain=True)   # gradients in their own buffers
+    second = run_backward(model, cell, *g)                # written over the spent gate cache
     assert set(first) == set(model.state_dict()) | {"input", "h0"} | (
         {"c0"} if cell == "lstm" else set())
     for key in want:
-        np.testing.assert_array_equal(first[key], want[key], err_msg=key)
+        np.testing.assert_allclose(first[key], want[key], rtol=0, atol=1e-13, err_msg=key)
         np.testing.assert_array_equal(second[key], want[key], err_msg=key)
+    with pytest.raises(RuntimeError, match="retain_activations=True"):
+        run_backward(model, cell, *g)  # the activations were spent
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_backward_spends_the_gate_cache_unless_retained(cell):
+    model = make_model(cell)
+    X = np.random.default_rng(7).standard_normal((N, T, I))
+    model.forward(X, RAGGED)
+    cache = model._activations["caches"][0][0]
+    kept = cache.copy()
+    model.backward(retain_activations=True)
+    np.testing.assert_array_equal(cache, kept)
+    model.backward()
+    assert model._activations is None
+    assert not np.array_equal(cache, kept)  # the gate gradients went over the gates
+    with pytest.raises(TypeError, match="retain_activations"):
+        model.forward(X)
+        model.backward(retain_activations="yes")
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -496,9 +515,10 @@ def test_backward_none_means_zero(cell):
     run_forward(model, rng.standard_normal((N, T, I)), RAGGED)
     g_out, g_h, g_c = upstream(rng, cell, N, T, H, S, H)
     zeros_out = np.zeros_like(g_out)
-    got = model.backward(None, grad_h_n=g_h, **({"grad_c_n": g_c} if cell == "lstm" else {}))
+    got = model.backward(None, grad_h_n=g_h, retain_activations=True,
+                         **({"grad_c_n": g_c} if cell == "lstm" else {}))
     got = {key: np.array(value) for key, value in got.items()}
-    want = run_backward(model, cell, zeros_out, g_h, g_c)
+    want = run_backward(model, cell, zeros_out, g_h, g_c, retain=True)
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
     nothing = model.backward(None)

@@ -38,6 +38,11 @@ Conventions (all arrays C-contiguous, one float dtype per call, ``G`` gates per 
   projection, ``d_hh`` what multiplies the recurrent one. They are equal except for the GRU's
   n gate, so RNN and LSTM callers may pass the same array twice. Inactive steps get zeros.
   ``grad_h0``/``grad_c0`` receive the gradient at the initial state.
+- For the LSTM and GRU, ``d_ih`` may be the gate columns of ``cache`` itself
+  (``cache[:, :, :G*H]``, a strided view; for the LSTM then also ``d_hh``): each step's
+  gates are read before its gradients are written over them and no later step reads them
+  (the LSTM's ``c`` columns stay), so BPTT needs no gradient buffer of its own. The cache is
+  spent afterwards. ``weight_gradients`` reads ``d_ih``/``d_hh`` with any row stride.
 - ``weight_gradients`` builds ``grad_w_hh`` from the states each step started from without
   storing them: ``out`` shifted by one step (columns ``col:col+H``), plus ``h0`` for each
   row's first step (``t = 0``, or ``lengths[n] - 1`` when ``reverse``). An inactive step's

@@ -20,7 +20,7 @@ def test_step_product_is_the_matrix_product(transposed, dtype):
     a = rng.standard_normal((5, 7)).astype(dtype)
     b = rng.standard_normal((7, 12)).astype(dtype)
     out = np.full((5, 12), np.nan, dtype=dtype)
-    work = _state.product_workspace(transposed, 12, 5, out)
+    work = _state.optional_workspace(transposed, 12, 5, out)
     assert work.shape == ((12, 5) if transposed else (0, 0))
     _state.step_product(a, b, np.ascontiguousarray(b.T), out, work)
     np.testing.assert_allclose(out, a @ b, rtol=1e-5 if dtype == "float32" else 1e-12)

@@ -41,11 +41,11 @@ TRANSPOSED_MIN_HIDDEN = 128
 
 
 @kernel
-def product_workspace(transposed, width, rows, like):
-    """``(width, rows)`` workspace for :func:`step_product` when ``transposed``, else an
-    empty one (the direct product); ``like`` gives the dtype."""
-    if transposed:
-        return np.empty((width, rows), dtype=like.dtype)
+def optional_workspace(needed, rows, cols, like):
+    """A ``(rows, cols)`` workspace of ``like``'s dtype when ``needed``, else an empty one
+    (one array type either way); e.g. ``out.T``'s shape for :func:`step_product`."""
+    if needed:
+        return np.empty((rows, cols), dtype=like.dtype)
     return np.empty((0, 0), dtype=like.dtype)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ._jit import kernel, gru_point, gru_point_backward
-from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, product_workspace,
+from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, optional_workspace,
                      recurrent_gradient, step_product)
 from ._threads import run_over_rows
 
@@ -30,14 +30,18 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
                       grad_out, grad_h_n, grad_c_n, d_ih, d_hh, grad_h0, grad_c0):
-    """BPTT of one layer and direction; ``d_ih`` and ``d_hh`` differ in the n gate."""
+    """BPTT of one layer and direction; ``d_ih`` and ``d_hh`` differ in the n gate. ``d_ih``
+    may be the gate columns of ``cache`` (see :mod:`rnnumba.kernels`)."""
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
     w_hh_t = np.ascontiguousarray(w_hh.T)
     transposed = hid >= TRANSPOSED_MIN_HIDDEN
+    over_cache = bool(np.may_share_memory(d_ih, cache))
+    if over_cache:  # the kernel writes through ``cache``; a strided d_ih would compile anew
+        d_ih = np.empty((0, 0, 0), dtype=out.dtype)
     run_over_rows(_backward_rows, batch, batch * GATES * hid * hid, w_hh, w_hh_t, transposed, h0,
-                  lengths, reverse, out, col, cache, grad_out, grad_h_n, d_ih, d_hh,
+                  lengths, reverse, out, col, cache, grad_out, grad_h_n, d_ih, over_cache, d_hh,
                   grad_h0, dh_rec)
 
 
@@ -50,7 +54,7 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, ou
     copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
     rec_rows = rec[start:stop]
-    work = product_workspace(transposed, rec.shape[1], stop - start, rec)
+    work = optional_workspace(transposed, rec.shape[1], stop - start, rec)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         step_product(h, w_hh_t, w_hh, rec_rows, work)
@@ -65,18 +69,21 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, ou
 
 @kernel
 def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cache, grad_out,
-                   grad_h_n, d_ih, d_hh, grad_h0, dh_rec, start, stop):
-    """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
+                   grad_h_n, d_ih, over_cache, d_hh, grad_h0, dh_rec, start, stop):
+    """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace.
+
+    With ``over_cache`` the input-side gate gradients go over the gate columns of ``cache``
+    (``d_ih`` is then unused); ``d_hh`` always gets its own rows.
+    """
     steps = out.shape[0]
     hid = w_hh.shape[1]
     copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
     row_lengths = lengths[start:stop]
-    work = product_workspace(transposed, hid, stop - start, dh_rec)
+    work = optional_workspace(transposed, hid, stop - start, dh_rec)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         prev = t + 1 if reverse else t - 1
-        di_t = d_ih[t]
         dh_t = d_hh[t]
         for n in range(start, stop):
             if t < lengths[n]:
@@ -84,10 +91,17 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cac
                     h_prev = out[prev, n, col:col + hid]
                 else:
                     h_prev = h0[n, :]
-                _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], cache[t, n], h_prev,
-                              di_t[n], dh_t[n])
+                if over_cache:
+                    _backward_row_over_cache(grad_h0[n], grad_out[t, n, col:col + hid],
+                                             cache[t, n], h_prev, dh_t[n])
+                else:
+                    _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], cache[t, n],
+                                  h_prev, d_ih[t, n], dh_t[n])
             else:
-                di_t[n, :] = 0.0
+                if over_cache:
+                    cache[t, n, :3 * hid] = 0.0
+                else:
+                    d_ih[t, n, :] = 0.0
                 dh_t[n, :] = 0.0
         recurrent_gradient(dh_t[start:stop], w_hh, w_hh_t, t, row_lengths, False,
                            dh_rec[start:stop], dh, True, work)
@@ -130,6 +144,25 @@ def _backward_row(dh_row, g, keep, h_prev, di, dr):
         di_r[j] = da_r
         di_z[j] = da_z
         di_n[j] = da_n
+        dr_r[j] = da_r
+        dr_z[j] = da_z
+        dr_n[j] = dhn
+        dh_row[j] = direct
+
+
+@kernel
+def _backward_row_over_cache(dh_row, g, keep, h_prev, dr):
+    """:func:`_backward_row` with the input-side gate gradients written over the gates in
+    ``keep`` (read before written, index by index, so the loop still vectorises)."""
+    hid = dh_row.shape[0]
+    k_r, k_z, k_n, k_hn = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:]
+    dr_r, dr_z, dr_n = dr[:hid], dr[hid:2 * hid], dr[2 * hid:]
+    for j in range(hid):
+        da_r, da_z, da_n, dhn, direct = gru_point_backward(
+            dh_row[j] + g[j], k_r[j], k_z[j], k_n[j], k_hn[j], h_prev[j])
+        k_r[j] = da_r
+        k_z[j] = da_z
+        k_n[j] = da_n
         dr_r[j] = da_r
         dr_z[j] = da_z
         dr_n[j] = dhn

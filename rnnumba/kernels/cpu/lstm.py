@@ -3,7 +3,7 @@
 import numpy as np
 
 from ._jit import kernel, lstm_point, lstm_point_backward
-from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, product_workspace,
+from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, optional_workspace,
                      recurrent_gradient, shortest, step_product)
 from ._threads import run_over_rows
 
@@ -30,15 +30,19 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
                       grad_out, grad_h_n, grad_c_n, d_ih, d_hh, grad_h0, grad_c0):
-    """BPTT of one layer and direction; writes ``d_ih`` only (``d_hh`` is the same)."""
+    """BPTT of one layer and direction; writes ``d_ih`` only (``d_hh`` is the same), which may
+    be the gate columns of ``cache`` (see :mod:`rnnumba.kernels`)."""
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
     w_hh_t = np.ascontiguousarray(w_hh.T)
     transposed = hid >= TRANSPOSED_MIN_HIDDEN
+    over_cache = bool(np.may_share_memory(d_ih, cache))
+    if over_cache:  # the kernel writes through ``cache``; a strided d_ih would compile anew
+        d_ih = np.empty((0, 0, 0), dtype=out.dtype)
     run_over_rows(_backward_rows, batch, batch * GATES * hid * hid, w_hh, w_hh_t, transposed, h0,
                   c0, lengths, reverse, out, col, cache, grad_out, grad_h_n, grad_c_n, d_ih,
-                  grad_h0, grad_c0, dh_rec)
+                  over_cache, grad_h0, grad_c0, dh_rec)
 
 
 @kernel
@@ -51,7 +55,7 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, c0, lengths, reverse
     h = h_n[start:stop]
     copy_rows(c_n, c0, start, stop)
     rec_rows = rec[start:stop]
-    work = product_workspace(transposed, rec.shape[1], stop - start, rec)
+    work = optional_workspace(transposed, rec.shape[1], stop - start, rec)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         step_product(h, w_hh_t, w_hh, rec_rows, work)
@@ -68,31 +72,42 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, c0, lengths, reverse
 
 @kernel
 def _backward_rows(w_hh, w_hh_t, transposed, h0, c0, lengths, reverse, out, col, cache, grad_out,
-                   grad_h_n, grad_c_n, d_ih, grad_h0, grad_c0, dh_rec, start, stop):
-    """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
+                   grad_h_n, grad_c_n, d_ih, over_cache, grad_h0, grad_c0, dh_rec, start, stop):
+    """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace.
+
+    With ``over_cache`` the gate gradients go over the gate columns of ``cache`` (``d_ih`` is
+    then unused) and, for the recurrent GEMM, into a contiguous block of this step's rows.
+    """
     steps = out.shape[0]
     hid = w_hh.shape[1]
     copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
     copy_rows(grad_c0, grad_c_n, start, stop)
     row_lengths = lengths[start:stop]
-    work = product_workspace(transposed, hid, stop - start, dh_rec)
+    work = optional_workspace(transposed, hid, stop - start, dh_rec)
+    step_gates = optional_workspace(over_cache, stop - start, 4 * hid, dh_rec)
     all_active_until = shortest(row_lengths)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         prev = t + 1 if reverse else t - 1
-        d_t = d_ih[t]
+        d_t = step_gates if over_cache else d_ih[t, start:stop]
         for n in range(start, stop):
             if t < lengths[n]:
                 if 0 <= prev < lengths[n]:
                     c_prev = cache[prev, n, 4 * hid:5 * hid]
                 else:
                     c_prev = c0[n, :]
-                _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], grad_c0[n], cache[t, n],
-                              c_prev, d_t[n])
+                if over_cache:
+                    _backward_row_over_cache(grad_h0[n], grad_out[t, n, col:col + hid],
+                                             grad_c0[n], cache[t, n], c_prev, d_t[n - start])
+                else:
+                    _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], grad_c0[n],
+                                  cache[t, n], c_prev, d_t[n - start])
             else:
-                d_t[n, :] = 0.0
-        recurrent_gradient(d_t[start:stop], w_hh, w_hh_t, t, row_lengths, t < all_active_until,
+                d_t[n - start, :] = 0.0
+                if over_cache:
+                    cache[t, n, :4 * hid] = 0.0
+        recurrent_gradient(d_t, w_hh, w_hh_t, t, row_lengths, t < all_active_until,
                            dh_rec[start:stop], dh, False, work)
 
 
@@ -135,4 +150,26 @@ def _backward_row(dh_row, g, dc_row, keep, c_prev, d):
         d_f[j] = da_f
         d_g[j] = da_g
         d_o[j] = da_o
+        dc_row[j] = dc_prev
+
+
+@kernel
+def _backward_row_over_cache(dh_row, g, dc_row, keep, c_prev, d):
+    """:func:`_backward_row` that also writes the gate gradients over the gates in ``keep``
+    (read before written, index by index, so the loop still vectorises)."""
+    hid = dh_row.shape[0]
+    k_i, k_f, k_g, k_o = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:4 * hid]
+    k_c = keep[4 * hid:]
+    d_i, d_f, d_g, d_o = d[:hid], d[hid:2 * hid], d[2 * hid:3 * hid], d[3 * hid:]
+    for j in range(hid):
+        da_i, da_f, da_g, da_o, dc_prev = lstm_point_backward(
+            dh_row[j] + g[j], dc_row[j], k_i[j], k_f[j], k_g[j], k_o[j], k_c[j], c_prev[j])
+        d_i[j] = da_i
+        d_f[j] = da_f
+        d_g[j] = da_g
+        d_o[j] = da_o
+        k_i[j] = da_i
+        k_f[j] = da_f
+        k_g[j] = da_g
+        k_o[j] = da_o
         dc_row[j] = dc_prev

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ._jit import kernel, rnn_point, rnn_point_backward
-from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, product_workspace,
+from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, optional_workspace,
                      recurrent_gradient, shortest, step_product)
 from ._threads import run_over_rows
 
@@ -50,7 +50,7 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, ac
     copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
     rec_rows = rec[start:stop]
-    work = product_workspace(transposed, rec.shape[1], stop - start, rec)
+    work = optional_workspace(transposed, rec.shape[1], stop - start, rec)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         step_product(h, w_hh_t, w_hh, rec_rows, work)
@@ -72,7 +72,7 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, act, out, col
     copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
     row_lengths = lengths[start:stop]
-    work = product_workspace(transposed, hidden, stop - start, dh_rec)
+    work = optional_workspace(transposed, hidden, stop - start, dh_rec)
     all_active_until = shortest(row_lengths)
     for s in range(steps):
         t = s if reverse else steps - 1 - s

@@ -190,7 +190,11 @@ class Recurrent:
         lstm = self.cell == "lstm"
         h_n = np.empty((layers * dirs, n_seq, hidden), dtype=self.dtype)
         c_n = np.empty_like(h_n) if lstm else None
-        proj = np.empty((steps, n_seq, kernels.GATES * hidden), dtype=self.dtype)
+        width = kernels.GATES * hidden
+        # The LSTM and GRU project the input straight into their gate cache, which the
+        # recurrence then overwrites with the gates (kernel contract): no buffer of its own.
+        proj = (np.empty((steps, n_seq, width), dtype=self.dtype) if self.cell == "rnn"
+                else None)
         act = NONLINEARITIES[self.nonlinearity]
         layer_input = np.ascontiguousarray(X.transpose(1, 0, 2))
         inputs, outputs, caches, masks = [], [], [], []
@@ -201,11 +205,13 @@ class Recurrent:
                 k = layer * dirs + direction
                 weights = self._layer_weights(layer, direction)
                 cache = np.empty((steps, n_seq, kernels.cache_width(hidden)), dtype=self.dtype)
-                common.project_input(layer_input, weights["weight_ih"], weights["bias_ih"], proj)
+                layer_proj = cache[:, :, :width] if proj is None else proj
+                common.project_input(layer_input, weights["weight_ih"], weights["bias_ih"],
+                                     layer_proj)
                 kernels.forward_sequence(
-                    proj, weights["weight_hh"], weights["bias_hh"], h0[k], self._cell_state(c0, k),
-                    lengths, direction == 1, act, out, direction * hidden, cache, h_n[k],
-                    self._cell_state(c_n, k))
+                    layer_proj, weights["weight_hh"], weights["bias_hh"], h0[k],
+                    self._cell_state(c0, k), lengths, direction == 1, act, out, direction * hidden,
+                    cache, h_n[k], self._cell_state(c_n, k))
                 caches[-1].append(cache)
             inputs.append(layer_input)
             outputs.append(out)

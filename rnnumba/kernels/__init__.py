@@ -38,6 +38,9 @@ Conventions (all arrays C-contiguous, one float dtype per call, ``G`` gates per 
   projection, ``d_hh`` what multiplies the recurrent one. They are equal except for the GRU's
   n gate, so RNN and LSTM callers may pass the same array twice. Inactive steps get zeros.
   ``grad_h0``/``grad_c0`` receive the gradient at the initial state.
+- For the LSTM and GRU, ``proj`` may be the gate columns of ``cache`` itself
+  (``cache[:, :, :G*H]``): ``project_input`` writes through the strided view and
+  ``forward_sequence`` reads each step's projection before writing the gates over it.
 - For the LSTM and GRU, ``d_ih`` may be the gate columns of ``cache`` itself
   (``cache[:, :, :G*H]``, a strided view; for the LSTM then also ``d_hh``): each step's
   gates are read before its gradients are written over them and no later step reads them

@@ -16,7 +16,8 @@ def cache_width(hidden_size):
 
 
 def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n, c_n):
-    """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`."""
+    """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`. ``proj`` may
+    be the gate columns of ``cache``."""
     steps, batch, _ = proj.shape
     hid = w_hh.shape[1]
     rec = np.empty((batch, GATES * hid), dtype=proj.dtype)
@@ -24,8 +25,11 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
     # faster than the transposed view (NT) at these shapes; or transposed, see step_product.
     w_hh_t = np.ascontiguousarray(w_hh.T)
     transposed = hid >= TRANSPOSED_MIN_HIDDEN
-    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid, proj, w_hh, w_hh_t, transposed,
-                  b_hh, h0, lengths, reverse, out, col, cache, h_n, rec)
+    over_cache = bool(np.may_share_memory(proj, cache))
+    if over_cache:  # the kernel reads through ``cache``; a strided proj would compile anew
+        proj = np.empty((0, 0, 0), dtype=cache.dtype)
+    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid, proj, over_cache, w_hh, w_hh_t,
+                  transposed, b_hh, h0, lengths, reverse, out, col, cache, h_n, rec)
 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
@@ -46,10 +50,12 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
 
 
 @kernel
-def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, out, col, cache, h_n,
-                  rec, start, stop):
-    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
-    steps = proj.shape[0]
+def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, out, col,
+                  cache, h_n, rec, start, stop):
+    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace. With
+    ``over_cache`` the projection is read from the gate columns of ``cache`` it is replaced
+    by (``proj`` is then unused)."""
+    steps = cache.shape[0]
     hid = w_hh_t.shape[0]
     copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
@@ -61,7 +67,10 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, ou
         for n in range(start, stop):
             y = out[t, n, col:col + hid]
             if t < lengths[n]:
-                _forward_row(proj[t, n], rec[n], b_hh, cache[t, n], h_n[n])
+                if over_cache:
+                    _forward_row_over_cache(rec[n], b_hh, cache[t, n], h_n[n])
+                else:
+                    _forward_row(proj[t, n], rec[n], b_hh, cache[t, n], h_n[n])
                 copy_vector(y, h_n[n])
             else:
                 y[:] = 0.0
@@ -167,3 +176,22 @@ def _backward_row_over_cache(dh_row, g, keep, h_prev, dr):
         dr_z[j] = da_z
         dr_n[j] = dhn
         dh_row[j] = direct
+
+
+@kernel
+def _forward_row_over_cache(r, b_hh, keep, h_row):
+    """:func:`_forward_row` reading the projection from the gate columns of ``keep`` that
+    the gates then replace (read before written, index by index)."""
+    hid = h_row.shape[0]
+    r_r, r_z, r_n = r[:hid], r[hid:2 * hid], r[2 * hid:]
+    b_r, b_z, b_n = b_hh[:hid], b_hh[hid:2 * hid], b_hh[2 * hid:]
+    k_r, k_z, k_n, k_hn = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:]
+    for j in range(hid):
+        hn = r_n[j] + b_n[j]
+        rj, zj, nj, hj = gru_point(k_r[j] + r_r[j] + b_r[j], k_z[j] + r_z[j] + b_z[j], k_n[j],
+                                   hn, h_row[j])
+        k_r[j] = rj
+        k_z[j] = zj
+        k_n[j] = nj
+        k_hn[j] = hn
+        h_row[j] = hj

@@ -16,7 +16,8 @@ def cache_width(hidden_size):
 
 
 def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n, c_n):
-    """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`."""
+    """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`. ``proj`` may
+    be the gate columns of ``cache``."""
     steps, batch, _ = proj.shape
     hid = w_hh.shape[1]
     rec = np.empty((batch, GATES * hid), dtype=proj.dtype)
@@ -24,8 +25,11 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
     # faster than the transposed view (NT) at these shapes; or transposed, see step_product.
     w_hh_t = np.ascontiguousarray(w_hh.T)
     transposed = hid >= TRANSPOSED_MIN_HIDDEN
-    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid, proj, w_hh, w_hh_t, transposed,
-                  b_hh, h0, c0, lengths, reverse, out, col, cache, h_n, c_n, rec)
+    over_cache = bool(np.may_share_memory(proj, cache))
+    if over_cache:  # the kernel reads through ``cache``; a strided proj would compile anew
+        proj = np.empty((0, 0, 0), dtype=cache.dtype)
+    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid, proj, over_cache, w_hh, w_hh_t,
+                  transposed, b_hh, h0, c0, lengths, reverse, out, col, cache, h_n, c_n, rec)
 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
@@ -46,10 +50,12 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
 
 
 @kernel
-def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, c0, lengths, reverse, out, col, cache,
-                  h_n, c_n, rec, start, stop):
-    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
-    steps = proj.shape[0]
+def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, c0, lengths, reverse, out,
+                  col, cache, h_n, c_n, rec, start, stop):
+    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace. With
+    ``over_cache`` the projection is read from the gate columns of ``cache`` it is replaced
+    by (``proj`` is then unused)."""
+    steps = cache.shape[0]
     hid = w_hh_t.shape[0]
     copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
@@ -63,7 +69,10 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, c0, lengths, reverse
             y = out[t, n, col:col + hid]
             if t < lengths[n]:
                 keep = cache[t, n]
-                _forward_row(proj[t, n], rec[n], b_hh, keep, c_n[n], h_n[n])
+                if over_cache:
+                    _forward_row_over_cache(rec[n], b_hh, keep, c_n[n], h_n[n])
+                else:
+                    _forward_row(proj[t, n], rec[n], b_hh, keep, c_n[n], h_n[n])
                 copy_vector(keep[4 * hid:5 * hid], c_n[n])
                 copy_vector(y, h_n[n])
             else:
@@ -173,3 +182,23 @@ def _backward_row_over_cache(dh_row, g, dc_row, keep, c_prev, d):
         k_g[j] = da_g
         k_o[j] = da_o
         dc_row[j] = dc_prev
+
+
+@kernel
+def _forward_row_over_cache(r, b_hh, keep, c_row, h_row):
+    """:func:`_forward_row` reading the projection from the gate columns of ``keep`` that
+    the gates then replace (read before written, index by index)."""
+    hid = h_row.shape[0]
+    r_i, r_f, r_g, r_o = r[:hid], r[hid:2 * hid], r[2 * hid:3 * hid], r[3 * hid:]
+    b_i, b_f, b_g, b_o = b_hh[:hid], b_hh[hid:2 * hid], b_hh[2 * hid:3 * hid], b_hh[3 * hid:]
+    k_i, k_f, k_g, k_o = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:4 * hid]
+    for j in range(hid):
+        i, f, g, o, cj, hj = lstm_point(k_i[j] + r_i[j] + b_i[j], k_f[j] + r_f[j] + b_f[j],
+                                        k_g[j] + r_g[j] + b_g[j], k_o[j] + r_o[j] + b_o[j],
+                                        c_row[j])
+        k_i[j] = i
+        k_f[j] = f
+        k_g[j] = g
+        k_o[j] = o
+        c_row[j] = cj
+        h_row[j] = hj

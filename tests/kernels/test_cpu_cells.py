@@ -1,6 +1,8 @@
 """Tests for the CPU cell modules (``kernels/cpu/{lstm,gru}.py``) at the kernel contract:
 the projection and the gate gradients may live in the gate columns of the cache."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -42,9 +44,21 @@ def _layer(cell, reverse, over_cache):
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_projection_and_gate_gradients_may_live_in_the_cache(cell, reverse):
+def test_projection_and_gate_gradients_may_live_in_the_cache(cell, reverse, monkeypatch):
+    mod = CELLS[cell]
+    flags = []
+    original = mod.run_over_rows
+
+    def spy(row_kernel, batch, step_macs, *args):
+        names = list(inspect.signature(row_kernel.py_func).parameters)
+        flags.append(args[names.index("over_cache")])
+        return original(row_kernel, batch, step_macs, *args)
+
+    monkeypatch.setattr(mod, "run_over_rows", spy)
     separate = _layer(cell, reverse, over_cache=False)
+    assert flags == [False, False]  # forward, backward
     in_cache = _layer(cell, reverse, over_cache=True)
+    assert flags[2:] == [True, True]  # the in-place kernels ran
     names = ["out", "h_n", "c_n", "grad_h0", "grad_c0", "grad_w_ih", "grad_w_hh", "grad_b_ih",
              "grad_b_hh", "grad_x"]
     for name, want, got in zip(names, separate, in_cache):

@@ -56,8 +56,7 @@ def test_transposed_step_products_give_the_same_network(cell, nonlinearity, monk
     for module in (rnn, lstm, gru):
         monkeypatch.setattr(module, "run_over_rows", spy(module.run_over_rows))
     for threshold in (10**9, 1):
-        for module in (rnn, lstm, gru):
-            monkeypatch.setattr(module, "TRANSPOSED_MIN_HIDDEN", threshold)
+        monkeypatch.setattr(_state, "TRANSPOSED_MIN_HIDDEN", threshold)
         net = Recurrent(cell=cell, input_size=3, hidden_size=4, num_layers=2, bidirectional=True,
                         nonlinearity=nonlinearity, dtype="float64", random_state=0)
         output, _ = net.forward(X, lengths=LENGTHS)

@@ -3,8 +3,8 @@
 import numpy as np
 
 from ._jit import kernel, gru_point, gru_point_backward
-from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, optional_workspace,
-                     recurrent_gradient, step_product)
+from ._state import (copy_rows, copy_vector, optional_workspace, recurrent_gradient,
+                     step_product, step_weights, through_cache)
 from ._threads import run_over_rows
 
 GATES = 3
@@ -21,13 +21,8 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
     steps, batch, _ = proj.shape
     hid = w_hh.shape[1]
     rec = np.empty((batch, GATES * hid), dtype=proj.dtype)
-    # h @ W_hh.T on a C-ordered copy of W_hh.T: OpenBLAS runs that (NN) product 1.3-2x
-    # faster than the transposed view (NT) at these shapes; or transposed, see step_product.
-    w_hh_t = np.ascontiguousarray(w_hh.T)
-    transposed = hid >= TRANSPOSED_MIN_HIDDEN
-    over_cache = bool(np.may_share_memory(proj, cache))
-    if over_cache:  # the kernel reads through ``cache``; a strided proj would compile anew
-        proj = np.empty((0, 0, 0), dtype=cache.dtype)
+    w_hh_t, transposed = step_weights(w_hh)
+    proj, over_cache = through_cache(proj, cache)
     run_over_rows(_forward_rows, batch, batch * GATES * hid * hid, proj, over_cache, w_hh, w_hh_t,
                   transposed, b_hh, h0, lengths, reverse, out, col, cache, h_n, rec)
 
@@ -39,11 +34,8 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
-    w_hh_t = np.ascontiguousarray(w_hh.T)
-    transposed = hid >= TRANSPOSED_MIN_HIDDEN
-    over_cache = bool(np.may_share_memory(d_ih, cache))
-    if over_cache:  # the kernel writes through ``cache``; a strided d_ih would compile anew
-        d_ih = np.empty((0, 0, 0), dtype=out.dtype)
+    w_hh_t, transposed = step_weights(w_hh)
+    d_ih, over_cache = through_cache(d_ih, cache)
     run_over_rows(_backward_rows, batch, batch * GATES * hid * hid, w_hh, w_hh_t, transposed, h0,
                   lengths, reverse, out, col, cache, grad_out, grad_h_n, d_ih, over_cache, d_hh,
                   grad_h0, dh_rec)

@@ -3,8 +3,8 @@
 import numpy as np
 
 from ._jit import kernel, rnn_point, rnn_point_backward
-from ._state import (TRANSPOSED_MIN_HIDDEN, copy_rows, copy_vector, optional_workspace,
-                     recurrent_gradient, shortest, step_product)
+from ._state import (copy_rows, copy_vector, optional_workspace, recurrent_gradient, shortest,
+                     step_product, step_weights)
 from ._threads import run_over_rows
 
 GATES = 1
@@ -20,10 +20,7 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
     steps, batch, _ = proj.shape
     hidden = w_hh.shape[1]
     rec = np.empty((batch, hidden), dtype=proj.dtype)
-    # h @ W_hh.T on a C-ordered copy of W_hh.T: OpenBLAS runs that (NN) product 1.3-2x
-    # faster than the transposed view (NT) at these shapes; or transposed, see step_product.
-    w_hh_t = np.ascontiguousarray(w_hh.T)
-    transposed = hidden >= TRANSPOSED_MIN_HIDDEN
+    w_hh_t, transposed = step_weights(w_hh)
     run_over_rows(_forward_rows, batch, batch * hidden * hidden, proj, w_hh, w_hh_t, transposed,
                   b_hh, h0, lengths, reverse, act, out, col, h_n, rec)
 
@@ -34,8 +31,7 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     steps, batch, _ = out.shape
     hidden = w_hh.shape[1]
     dh_rec = np.empty((batch, hidden), dtype=out.dtype)
-    w_hh_t = np.ascontiguousarray(w_hh.T)
-    transposed = hidden >= TRANSPOSED_MIN_HIDDEN
+    w_hh_t, transposed = step_weights(w_hh)
     run_over_rows(_backward_rows, batch, batch * hidden * hidden, w_hh, w_hh_t, transposed, h0,
                   lengths, reverse, act, out, col, grad_out, grad_h_n, d_ih, grad_h0,
                   dh_rec)

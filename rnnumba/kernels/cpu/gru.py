@@ -44,9 +44,9 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
 @kernel
 def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, out, col,
                   cache, h_n, rec, start, stop):
-    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace. With
-    ``over_cache`` the projection is read from the gate columns of ``cache`` it is replaced
-    by (``proj`` is then unused)."""
+    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace. Each
+    step's projection goes through the gate columns of ``cache``, which the gates replace:
+    copied there from ``proj``, or already there with ``over_cache`` (``proj`` unused)."""
     steps = cache.shape[0]
     hid = w_hh_t.shape[0]
     copy_rows(h_n, h0, start, stop)
@@ -59,10 +59,9 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, lengths,
         for n in range(start, stop):
             y = out[t, n, col:col + hid]
             if t < lengths[n]:
-                if over_cache:
-                    _forward_row_over_cache(rec[n], b_hh, cache[t, n], h_n[n])
-                else:
-                    _forward_row(proj[t, n], rec[n], b_hh, cache[t, n], h_n[n])
+                if not over_cache:
+                    copy_vector(cache[t, n, :3 * hid], proj[t, n])
+                _forward_row(rec[n], b_hh, cache[t, n], h_n[n])
                 copy_vector(y, h_n[n])
             else:
                 y[:] = 0.0
@@ -109,29 +108,6 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cac
 
 
 @kernel
-def _forward_row(p, r, b_hh, keep, h_row):
-    """One row of the elementwise pass: gates into ``keep``, the new state into ``h_row``.
-
-    Each gate block is its own 1-D view: with one array and offsets ``k*hid + j`` LLVM sees
-    stores at an unknown distance and does not vectorise the loop.
-    """
-    hid = h_row.shape[0]
-    p_r, p_z, p_n = p[:hid], p[hid:2 * hid], p[2 * hid:]
-    r_r, r_z, r_n = r[:hid], r[hid:2 * hid], r[2 * hid:]
-    b_r, b_z, b_n = b_hh[:hid], b_hh[hid:2 * hid], b_hh[2 * hid:]
-    k_r, k_z, k_n, k_hn = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:]
-    for j in range(hid):
-        hn = r_n[j] + b_n[j]
-        rj, zj, nj, hj = gru_point(p_r[j] + r_r[j] + b_r[j], p_z[j] + r_z[j] + b_z[j], p_n[j],
-                                   hn, h_row[j])
-        k_r[j] = rj
-        k_z[j] = zj
-        k_n[j] = nj
-        k_hn[j] = hn
-        h_row[j] = hj
-
-
-@kernel
 def _backward_row(dh_row, g, keep, h_prev, di, dr):
     """One row of the elementwise gradient: ``di`` for the input projection, ``dr`` for the
     recurrent one; ``dh_row`` receives the direct path to the previous state."""
@@ -171,9 +147,14 @@ def _backward_row_over_cache(dh_row, g, keep, h_prev, dr):
 
 
 @kernel
-def _forward_row_over_cache(r, b_hh, keep, h_row):
-    """:func:`_forward_row` reading the projection from the gate columns of ``keep`` that
-    the gates then replace (read before written, index by index)."""
+def _forward_row(r, b_hh, keep, h_row):
+    """One row of the elementwise pass: the projection is read from the gate columns of
+    ``keep`` and the gates replace it (read before written, index by index); the new state
+    goes into ``h_row``.
+
+    Each gate block is its own 1-D view: with one array and offsets ``k*hid + j`` LLVM sees
+    stores at an unknown distance and does not vectorise the loop.
+    """
     hid = h_row.shape[0]
     r_r, r_z, r_n = r[:hid], r[hid:2 * hid], r[2 * hid:]
     b_r, b_z, b_n = b_hh[:hid], b_hh[hid:2 * hid], b_hh[2 * hid:]

@@ -44,9 +44,9 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
 @kernel
 def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, c0, lengths, reverse, out,
                   col, cache, h_n, c_n, rec, start, stop):
-    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace. With
-    ``over_cache`` the projection is read from the gate columns of ``cache`` it is replaced
-    by (``proj`` is then unused)."""
+    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace. Each
+    step's projection goes through the gate columns of ``cache``, which the gates replace:
+    copied there from ``proj``, or already there with ``over_cache`` (``proj`` unused)."""
     steps = cache.shape[0]
     hid = w_hh_t.shape[0]
     copy_rows(h_n, h0, start, stop)
@@ -61,10 +61,9 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, c0, leng
             y = out[t, n, col:col + hid]
             if t < lengths[n]:
                 keep = cache[t, n]
-                if over_cache:
-                    _forward_row_over_cache(rec[n], b_hh, keep, c_n[n], h_n[n])
-                else:
-                    _forward_row(proj[t, n], rec[n], b_hh, keep, c_n[n], h_n[n])
+                if not over_cache:
+                    copy_vector(keep[:4 * hid], proj[t, n])
+                _forward_row(rec[n], b_hh, keep, c_n[n], h_n[n])
                 copy_vector(keep[4 * hid:5 * hid], c_n[n])
                 copy_vector(y, h_n[n])
             else:
@@ -113,30 +112,6 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, c0, lengths, reverse, out, col,
 
 
 @kernel
-def _forward_row(p, r, b_hh, keep, c_row, h_row):
-    """One row of the elementwise pass: gates into ``keep``, new state into ``c_row``/``h_row``.
-
-    Each gate block is its own 1-D view: with one array and offsets ``k*hid + j`` LLVM sees
-    stores at an unknown distance and does not vectorise the loop.
-    """
-    hid = h_row.shape[0]
-    p_i, p_f, p_g, p_o = p[:hid], p[hid:2 * hid], p[2 * hid:3 * hid], p[3 * hid:]
-    r_i, r_f, r_g, r_o = r[:hid], r[hid:2 * hid], r[2 * hid:3 * hid], r[3 * hid:]
-    b_i, b_f, b_g, b_o = b_hh[:hid], b_hh[hid:2 * hid], b_hh[2 * hid:3 * hid], b_hh[3 * hid:]
-    k_i, k_f, k_g, k_o = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:4 * hid]
-    for j in range(hid):
-        i, f, g, o, cj, hj = lstm_point(p_i[j] + r_i[j] + b_i[j], p_f[j] + r_f[j] + b_f[j],
-                                        p_g[j] + r_g[j] + b_g[j], p_o[j] + r_o[j] + b_o[j],
-                                        c_row[j])
-        k_i[j] = i
-        k_f[j] = f
-        k_g[j] = g
-        k_o[j] = o
-        c_row[j] = cj
-        h_row[j] = hj
-
-
-@kernel
 def _backward_row(dh_row, g, dc_row, keep, c_prev, d):
     """One row of the elementwise gradient: pre-activation gradients into ``d``, and ``dc``
     carried to the previous step in place (gate blocks as separate views, see above)."""
@@ -177,9 +152,14 @@ def _backward_row_over_cache(dh_row, g, dc_row, keep, c_prev, d):
 
 
 @kernel
-def _forward_row_over_cache(r, b_hh, keep, c_row, h_row):
-    """:func:`_forward_row` reading the projection from the gate columns of ``keep`` that
-    the gates then replace (read before written, index by index)."""
+def _forward_row(r, b_hh, keep, c_row, h_row):
+    """One row of the elementwise pass: the projection is read from the gate columns of
+    ``keep`` and the gates replace it (read before written, index by index); the new state
+    goes into ``h_row`` and ``c_row``.
+
+    Each gate block is its own 1-D view: with one array and offsets ``k*hid + j`` LLVM sees
+    stores at an unknown distance and does not vectorise the loop.
+    """
     hid = h_row.shape[0]
     r_i, r_f, r_g, r_o = r[:hid], r[hid:2 * hid], r[2 * hid:3 * hid], r[3 * hid:]
     b_i, b_f, b_g, b_o = b_hh[:hid], b_hh[hid:2 * hid], b_hh[2 * hid:3 * hid], b_hh[3 * hid:]

@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .backend import cell_kernels, resolve_device
+from .kernels.cpu._threads import single_threaded_blas
 from .kernels.gates import ACT_RELU, ACT_TANH
 from .params import buffer_size, init_uniform, make_views, parameter_shapes
 
@@ -182,6 +183,10 @@ class Recurrent:
         return self._cpu_forward(X, lengths, hx)
 
     def _cpu_forward(self, X, lengths, hx):
+        with single_threaded_blas():  # once here rather than in each phase
+            return self._cpu_forward_phases(X, lengths, hx)
+
+    def _cpu_forward_phases(self, X, lengths, hx):
         common, kernels = cell_kernels(self.device, self.cell)
         self._activations = None  # release the previous batch's before allocating new ones
         n_seq, steps, _ = X.shape
@@ -267,32 +272,37 @@ class Recurrent:
             grad_c_n = self._check_grad(grad_c_n, state_shape, "grad_c_n")
         elif grad_c_n is not None:
             raise ValueError(f"grad_c_n applies to cell='lstm' only, not cell={self.cell!r}")
-        return self._backward_unchecked(np.ascontiguousarray(grad_output.transpose(1, 0, 2)),
-                                        grad_h_n, grad_c_n,
+        return self._backward_unchecked(grad_output, grad_h_n, grad_c_n,
                                         retain_activations=bool(retain_activations))
 
-    def _backward_unchecked(self, grad_out_tm, grad_h_n, grad_c_n, need_input_grad=True,
+    def _backward_unchecked(self, grad_output, grad_h_n, grad_c_n, need_input_grad=True,
                             retain_activations=False):
-        """:meth:`backward` on checked arrays; ``grad_out_tm`` is time-major (T, N, D*H).
+        """:meth:`backward` on checked arrays; ``grad_output`` (N, T, D*H) C-contiguous.
 
         With ``need_input_grad=False`` the result's ``"input"`` is None (not computed).
         Without ``retain_activations`` the activations are spent and released.
         """
         try:
             if self.device == "cuda":
-                return self._cuda_runner().backward(self, grad_out_tm, grad_h_n, grad_c_n,
+                return self._cuda_runner().backward(self, grad_output, grad_h_n, grad_c_n,
                                                     need_input_grad)
-            return self._cpu_backward(grad_out_tm, grad_h_n, grad_c_n, need_input_grad,
+            return self._cpu_backward(grad_output, grad_h_n, grad_c_n, need_input_grad,
                                       over_cache=not retain_activations)
         finally:
             if not retain_activations:
                 self._activations = None
 
-    def _cpu_backward(self, grad_out_tm, grad_h_n, grad_c_n, need_input_grad, over_cache):
+    def _cpu_backward(self, grad_output, grad_h_n, grad_c_n, need_input_grad, over_cache):
+        with single_threaded_blas():  # once here rather than in each phase
+            return self._cpu_backward_phases(grad_output, grad_h_n, grad_c_n, need_input_grad,
+                                             over_cache)
+
+    def _cpu_backward_phases(self, grad_output, grad_h_n, grad_c_n, need_input_grad,
+                             over_cache):
         common, kernels = cell_kernels(self.device, self.cell)
         acts = self._activations
         lengths, h0, c0 = acts["lengths"], acts["h0"], acts["c0"]
-        steps, n_seq, _ = grad_out_tm.shape
+        n_seq, steps, _ = grad_output.shape
         dirs, hidden = self.num_directions, self.hidden_size
         act = NONLINEARITIES[self.nonlinearity]
         self._flat_grads[:] = 0.0
@@ -304,11 +314,15 @@ class Recurrent:
         over_cache = over_cache and self.cell != "rnn"
         d_ih = None if over_cache else np.empty((steps, n_seq, width), dtype=self.dtype)
         d_hh = np.empty((steps, n_seq, width), dtype=self.dtype) if self.cell == "gru" else d_ih
-        grad_layer_out = grad_out_tm
+        # The kernels take time-major views of batch-major gradients (any strides, kernel
+        # contract): the caller's grad_output and the returned input gradient are not copied.
+        grad_layer_out = grad_output.transpose(1, 0, 2)
+        grad_input = None
         for layer in reversed(range(self.num_layers)):
             layer_input = acts["inputs"][layer]
             # The first layer's input gradient is one more GEMM; training loops skip it.
-            grad_input = np.zeros_like(layer_input) if layer > 0 or need_input_grad else None
+            grad_input = (np.zeros((n_seq, steps, layer_input.shape[2]), dtype=self.dtype)
+                          .transpose(1, 0, 2) if layer > 0 or need_input_grad else None)
             for direction in range(dirs):
                 k = layer * dirs + direction
                 weights = self._layer_weights(layer, direction)
@@ -330,8 +344,7 @@ class Recurrent:
                 grad_input *= acts["masks"][layer - 1]
             grad_layer_out = grad_input
         result = {name: view.copy() for name, view in self._grads.items()}
-        result["input"] = (None if grad_layer_out is None
-                           else np.ascontiguousarray(grad_layer_out.transpose(1, 0, 2)))
+        result["input"] = None if grad_input is None else grad_input.transpose(1, 0, 2)
         result["h0"] = grad_h0
         if self.cell == "lstm":
             result["c0"] = grad_c0

@@ -160,13 +160,12 @@ class SequenceNetwork:
             state_shape = (d, n, h)
             grad_h_n = np.zeros(state_shape, dtype=self.dtype)
             if layer is last and not self.return_sequences:
-                grad_out_tm = np.zeros((steps, n, d * h), dtype=self.dtype)
+                grad_output = np.zeros((n, steps, d * h), dtype=self.dtype)
                 grad_h_n[...] = grad_features.reshape(n, d, h).transpose(1, 0, 2)
             else:
-                grad_out_tm = np.ascontiguousarray(grad_features.transpose(1, 0, 2),
-                                                   dtype=self.dtype)
+                grad_output = np.ascontiguousarray(grad_features, dtype=self.dtype)
             grad_c_n = np.zeros(state_shape, dtype=self.dtype) if self.cell == "lstm" else None
-            result = layer._backward_unchecked(grad_out_tm, grad_h_n, grad_c_n,
+            result = layer._backward_unchecked(grad_output, grad_h_n, grad_c_n,
                                                need_input_grad=i > 0)
             if i > 0:
                 grad_features = result["input"]

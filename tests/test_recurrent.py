@@ -508,6 +508,24 @@ def test_backward_spends_the_gate_cache_unless_retained(cell):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_backward_leaves_grad_output_alone_and_returns_a_fresh_input_gradient(cell):
+    """The kernels read the caller's grad_output in place and write the input gradient in
+    its batch-major layout (no transposed copies): neither may alias or change the other."""
+    rng = np.random.default_rng(8)
+    model = make_model(cell, num_layers=2, bidirectional=True)
+    X = rng.standard_normal((N, T, I))
+    model.forward(X, RAGGED)
+    G = rng.standard_normal((N, T, 2 * H))
+    kept = G.copy()
+    grads = model.backward(G)
+    np.testing.assert_array_equal(G, kept)
+    dX = grads["input"]
+    assert dX.shape == (N, T, I) and dX.flags.c_contiguous
+    assert not np.shares_memory(dX, G) and not np.shares_memory(dX, X)
+    assert np.any(dX)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_backward_none_means_zero(cell):
     rng = np.random.default_rng(6)
     model = make_model(cell, num_layers=2)

@@ -15,12 +15,16 @@ layer and direction at a time as four phases::
                      grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
                      grad_x)                                   # common: GEMMs after the loop
 
-Conventions (all arrays C-contiguous, one float dtype per call, ``G`` gates per cell):
+Conventions (arrays C-contiguous unless said otherwise, one float dtype per call, ``G``
+gates per cell):
 
 - Time-major storage: ``x`` is ``(T, N, I)``, ``proj`` and ``d_ih``/``d_hh`` are
   ``(T, N, G*H)``, ``out`` and ``grad_out`` are ``(T, N, D*H)`` and this direction owns the
-  columns ``col:col+H``. Weights are in PyTorch's layout: ``w_ih`` ``(G*H, I)``, ``w_hh``
-  ``(G*H, H)``, biases ``(G*H,)``, gate order as PyTorch (LSTM i,f,g,o; GRU r,z,n).
+  columns ``col:col+H``. On the CPU, ``grad_out`` and ``grad_x`` may also be the time-major
+  views (``a.transpose(1, 0, 2)``) of C-contiguous batch-major ``(N, T, ...)`` arrays, so
+  that the caller's output gradient and the input gradient it gets back are not copied.
+  Weights are in PyTorch's layout: ``w_ih`` ``(G*H, I)``, ``w_hh`` ``(G*H, H)``, biases
+  ``(G*H,)``, gate order as PyTorch (LSTM i,f,g,o; GRU r,z,n).
 - ``lengths`` is ``int64 (N,)`` with values in ``0..T`` (validated by the caller; 0 is allowed
   internally, e.g. for truncated BPTT chunks). Step ``t`` of row ``n`` is active iff
   ``t < lengths[n]``. Inactive steps leave the state unchanged and write zeros to ``out``, so

@@ -1,5 +1,6 @@
-"""Tests for the CPU cell modules (``kernels/cpu/{lstm,gru}.py``) at the kernel contract:
-the projection and the gate gradients may live in the gate columns of the cache."""
+"""Tests for the CPU cell modules (``kernels/cpu/{rnn,lstm,gru}.py``) and ``common`` at the
+kernel contract: the projection and the gate gradients may live in the gate columns of the
+cache, and the output and input gradients may be views of batch-major arrays."""
 
 import inspect
 
@@ -12,9 +13,11 @@ T, N, I, H = 5, 4, 3, 6
 LENGTHS = np.array([5, 1, 3, 4], dtype=np.int64)
 
 
-def _layer(cell, reverse, over_cache):
+def _layer(cell, reverse, over_cache, batch_major=False):
     """Both phases of one layer and direction; the projection and the gate gradients go
-    through the cache's gate columns when ``over_cache``, else through their own arrays."""
+    through the cache's gate columns when ``over_cache``, else through their own arrays;
+    ``grad_out`` and ``grad_x`` are time-major views of batch-major arrays when
+    ``batch_major``."""
     mod = CELLS[cell]
     G, K = mod.GATES, mod.cache_width(H)
     rng = np.random.default_rng(3)
@@ -34,34 +37,100 @@ def _layer(cell, reverse, over_cache):
     d_ih = cache[:, :, :G * H] if over_cache else np.empty((T, N, G * H))
     d_hh = np.empty((T, N, G * H)) if cell == "gru" else d_ih
     grad_h0, grad_c0 = np.empty((N, H)), np.empty_like(c0)
+    if batch_major:
+        g_out = np.ascontiguousarray(g_out.transpose(1, 0, 2)).transpose(1, 0, 2)
     mod.backward_sequence(w_hh, b_hh, h0, c0, LENGTHS, reverse, 0, out, 0, cache, g_out, g_h,
                           g_c, d_ih, d_hh, grad_h0, grad_c0)
+    grad_x = np.zeros((N, T, I)).transpose(1, 0, 2) if batch_major else np.zeros_like(x)
     grads = [np.zeros_like(w_ih), np.zeros_like(w_hh), np.zeros_like(b_ih), np.zeros_like(b_hh),
-             np.zeros_like(x)]
+             grad_x]
     common.weight_gradients(x, out, 0, h0, LENGTHS, reverse, d_ih, d_hh, w_ih, *grads)
     return [out, h_n, c_n, grad_h0, grad_c0, *grads]
+
+
+NAMES = ["out", "h_n", "c_n", "grad_h0", "grad_c0", "grad_w_ih", "grad_w_hh", "grad_b_ih",
+         "grad_b_hh", "grad_x"]
+
+
+def _spy(monkeypatch, mod, flag):
+    """Record the value of the row kernels' argument ``flag`` at each call."""
+    seen = []
+    original = mod.run_over_rows
+
+    def spy(row_kernel, batch, step_macs, *args):
+        names = list(inspect.signature(row_kernel.py_func).parameters)
+        if flag in names:
+            seen.append(args[names.index(flag)])
+        return original(row_kernel, batch, step_macs, *args)
+
+    monkeypatch.setattr(mod, "run_over_rows", spy)
+    return seen
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_projection_and_gate_gradients_may_live_in_the_cache(cell, reverse, monkeypatch):
-    mod = CELLS[cell]
-    flags = []
-    original = mod.run_over_rows
-
-    def spy(row_kernel, batch, step_macs, *args):
-        names = list(inspect.signature(row_kernel.py_func).parameters)
-        flags.append(args[names.index("over_cache")])
-        return original(row_kernel, batch, step_macs, *args)
-
-    monkeypatch.setattr(mod, "run_over_rows", spy)
+    flags = _spy(monkeypatch, CELLS[cell], "over_cache")
     separate = _layer(cell, reverse, over_cache=False)
     assert flags == [False, False]  # forward, backward
     in_cache = _layer(cell, reverse, over_cache=True)
     assert flags[2:] == [True, True]  # the in-place kernels ran
-    names = ["out", "h_n", "c_n", "grad_h0", "grad_c0", "grad_w_ih", "grad_w_hh", "grad_b_ih",
-             "grad_b_hh", "grad_x"]
-    for name, want, got in zip(names, separate, in_cache):
+    for name, want, got in zip(NAMES, separate, in_cache):
         assert np.all(np.isfinite(got)), name
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13, err_msg=name)
     assert np.any(separate[5]) and np.any(separate[6])  # gradients were actually computed
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_gradients_may_be_views_of_batch_major_arrays(cell, reverse, monkeypatch):
+    flags = _spy(monkeypatch, CELLS[cell], "batch_major")
+    time_major = _layer(cell, reverse, over_cache=False)
+    assert flags == [False]
+    batch_major = _layer(cell, reverse, over_cache=False, batch_major=True)
+    assert flags[1:] == [True]  # the kernel read the batch-major array itself, not a copy
+    assert batch_major[-1].base is not None and not batch_major[-1].flags.c_contiguous
+    for name, want, got in zip(NAMES, time_major, batch_major):
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert np.any(time_major[-1]) and np.any(time_major[3])
+
+
+def _reference_weight_gradients(x, out, h0, lengths, reverse, d_ih, d_hh, w_ih):
+    """NumPy reference: each active step's gate gradients times the state it started from."""
+    steps, batch, _ = x.shape
+    h_prev = np.zeros_like(out)
+    for n in range(batch):
+        for t in range(lengths[n]):
+            first = t == (lengths[n] - 1 if reverse else 0)
+            h_prev[t, n] = h0[n] if first else out[t + 1 if reverse else t - 1, n]
+    return (np.einsum("tng,tni->gi", d_ih, x), np.einsum("tng,tnh->gh", d_hh, h_prev),
+            d_ih.sum(axis=(0, 1)), d_hh.sum(axis=(0, 1)), d_ih @ w_ih)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("small_blocks", [False, True], ids=["whole", "chunked-split"])
+def test_weight_gradients_match_the_numpy_reference(reverse, small_blocks, monkeypatch):
+    """Whole products, and products in chunks of gate columns and time steps over threads."""
+    from threadpoolctl import threadpool_limits
+
+    from rnnumba.kernels.cpu import _threads
+    if small_blocks:
+        monkeypatch.setattr(common, "_GATE_COLUMNS", 5)
+        monkeypatch.setattr(common, "_INPUT_GRAD_ELEMENTS", 2 * N * I)  # two steps at a time
+        monkeypatch.setattr(_threads, "GEMM_MIN_BLOCK_MACS", 1)
+    rng = np.random.default_rng(7)
+    G = 3 * H
+    lengths = np.array([5, 0, 2, 4], dtype=np.int64)
+    active = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+    x, w_ih = rng.standard_normal((T, N, I)), rng.standard_normal((G, I))
+    out = rng.standard_normal((T, N, H)) * active  # zero past each row's end, as the kernels
+    h0 = rng.standard_normal((N, H))
+    d_ih = rng.standard_normal((T, N, G)) * active
+    d_hh = rng.standard_normal((T, N, G)) * active
+    grads = [np.full((G, I), 1.0), np.full((G, H), 2.0), np.full(G, 3.0), np.full(G, 4.0),
+             np.full((N, T, I), 5.0).transpose(1, 0, 2)]  # added into, as the contract says
+    with threadpool_limits(limits=3, user_api="blas"):
+        common.weight_gradients(x, out, 0, h0, lengths, reverse, d_ih, d_hh, w_ih, *grads)
+    want = _reference_weight_gradients(x, out, h0, lengths, reverse, d_ih, d_hh, w_ih)
+    for name, got, expected, start in zip(NAMES[5:], grads, want, (1.0, 2.0, 3.0, 4.0, 5.0)):
+        np.testing.assert_allclose(got, expected + start, rtol=1e-12, atol=1e-12, err_msg=name)

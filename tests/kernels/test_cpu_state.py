@@ -37,6 +37,20 @@ def test_copies_and_shortest():
     assert _state.shortest(np.array([4, 2, 7], dtype=np.int64)) == 2
 
 
+def test_time_major_view_finds_the_batch_major_array_behind_a_view():
+    time_major = np.arange(24.0).reshape(2, 3, 4)
+    base, batch_major = _state.time_major_view(time_major)
+    assert base is time_major and not batch_major
+    stored = np.arange(24.0).reshape(3, 2, 4)  # (N, T, K)
+    base, batch_major = _state.time_major_view(stored.transpose(1, 0, 2))
+    assert batch_major and base.shape == stored.shape and base.flags.c_contiguous
+    assert np.shares_memory(base, stored)  # the array itself, not a copy
+    odd = time_major[:, :, ::2]  # neither layout: copied
+    base, batch_major = _state.time_major_view(odd)
+    assert not batch_major and base.flags.c_contiguous and not np.shares_memory(base, odd)
+    np.testing.assert_array_equal(base, odd)
+
+
 @pytest.mark.parametrize("cell, nonlinearity", CELLS, ids=["rnn-tanh", "rnn-relu", "lstm", "gru"])
 def test_transposed_step_products_give_the_same_network(cell, nonlinearity, monkeypatch):
     """Large hidden sizes compute the per-step products transposed; force that path on a

@@ -47,6 +47,19 @@ def step_weights(w_hh):
     return np.ascontiguousarray(w_hh.T), w_hh.shape[1] >= TRANSPOSED_MIN_HIDDEN
 
 
+def time_major_view(array):
+    """``(base, batch_major)``: a C-contiguous ``(T, N, K)`` array as it is (``False``), or,
+    for the time-major view of a C-contiguous ``(N, T, K)`` array, that array (``True``);
+    kernels then index ``base[n, t]`` (C layout either way: reading a strided view inside
+    the elementwise passes stopped their vectorisation). Any other layout is copied."""
+    if array.flags.c_contiguous:
+        return array, False
+    base = array.transpose(1, 0, 2)
+    if base.flags.c_contiguous:
+        return base, True
+    return np.ascontiguousarray(array), False
+
+
 def through_cache(array, cache):
     """``(placeholder, True)`` when ``array`` is (a view of) ``cache``'s gate columns, which
     the kernel then reads or writes through ``cache`` itself (a strided array would compile

@@ -1,6 +1,6 @@
 """GEMM phases shared by every cell on the CPU.
 
-The ``T*N`` rows are split into blocks, one per thread (see ``_threads``), each running
+Each phase is split into blocks, one per thread (see ``_threads``), each running
 single-threaded BLAS through ``np.matmul``, which releases the GIL (SciPy's f2py BLAS
 wrappers hold it, so their calls from several threads ran one after another).
 """
@@ -8,10 +8,15 @@ wrappers hold it, so their calls from several threads ran one after another).
 import numpy as np
 
 from . import _threads
+from ._jit import kernel
 from ._threads import row_blocks, run_blocks, single_threaded_blas
 
-#: Rows per product when adding into the input gradient: bounds the buffer of each thread.
-_INPUT_GRAD_ROWS = 1024
+#: Elements of each product added into the input gradient (whole time steps at a time), and
+#: gate columns per product of the weight gradients: bound each thread's temporary arrays.
+#: Smaller products cost time: OpenBLAS packs ``w_ih`` again for each (1024-row chunks made
+#: the input gradient 28% slower at 512 units).
+_INPUT_GRAD_ELEMENTS = 1 << 20
+_GATE_COLUMNS = 512
 
 
 def project_input(x, w_ih, b_ih, proj):
@@ -22,9 +27,19 @@ def project_input(x, w_ih, b_ih, proj):
 
     def block(start, stop):
         np.matmul(x2[start:stop], w_ih.T, out=flat[start:stop])
-        flat[start:stop] += b_ih
+        add_to_rows(flat[start:stop], b_ih)
 
-    _split_rows(block, rows, x.shape[2] * proj.shape[2])
+    _split(block, rows, x.shape[2] * proj.shape[2])
+
+
+@kernel
+def add_to_rows(matrix, vector):
+    """``matrix += vector`` row by row; NumPy's broadcast add took 4x as long on the strided
+    gate columns of the cache."""
+    for n in range(matrix.shape[0]):
+        row = matrix[n]
+        for j in range(row.shape[0]):
+            row[j] += vector[j]
 
 
 def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh,
@@ -33,52 +48,72 @@ def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w
 
     ``grad_w_hh`` pairs each step's gate gradients with the state it started from: the
     output one step earlier (later when ``reverse``), read in place, and ``h0`` for each
-    row's first step. Each thread sums its block of rows into weight-sized buffers, added in
-    block order at the end (so results do not depend on timing); ``grad_x`` rows are its own.
+    row's first step. The weight gradients are split by gate columns (each thread owns its
+    rows of ``grad_w_*``: no partial sums, results independent of timing) and computed
+    ``_GATE_COLUMNS`` at a time; ``grad_x`` (any strides, e.g. a view of batch-major
+    storage) by whole time steps.
     """
     steps, batch = x.shape[0], x.shape[1]
     rows = steps * batch
     hidden = h0.shape[1]
-    d_ih2 = d_ih.reshape(rows, d_ih.shape[2])
-    d_hh2 = d_hh.reshape(rows, d_hh.shape[2])
+    gates = d_ih.shape[2]
+    d_ih2 = d_ih.reshape(rows, gates)
+    d_hh2 = d_hh.reshape(rows, gates)
     x2 = x.reshape(rows, x.shape[2])
     # State rows (t, n); gate row r pairs with state row r - shift.
     states = out.reshape(rows, out.shape[2])[:, col:col + hidden]
     shift = -batch if reverse else batch
-    grad_x2 = None if grad_x is None else grad_x.reshape(rows, grad_x.shape[2])
-    ones = np.ones(rows, dtype=d_ih2.dtype)
-    sums = {}
-
-    def block(start, stop):
-        d_i, d_h = d_ih2[start:stop], d_hh2[start:stop]
-        low, high = (start, min(stop, rows - batch)) if reverse else (max(start, batch), stop)
-        recurrent = (d_hh2[low:high].T @ states[low - shift:high - shift] if high > low
-                     else np.zeros(grad_w_hh.shape, dtype=grad_w_hh.dtype))
-        sums[start] = (d_i.T @ x2[start:stop], recurrent,
-                       # column sums as a GEMV with ones: several times faster than sum(axis=0)
-                       ones[start:stop] @ d_i, ones[start:stop] @ d_h)
-        if grad_x2 is None:  # the caller does not need the input gradient
-            return
-        buffer = np.empty((min(_INPUT_GRAD_ROWS, stop - start), grad_x2.shape[1]), x2.dtype)
-        for first in range(start, stop, _INPUT_GRAD_ROWS):
-            last = min(first + _INPUT_GRAD_ROWS, stop)
-            part = buffer[:last - first]
-            np.matmul(d_i[first - start:last - start], w_ih, out=part)
-            grad_x2[first:last] += part
-
-    gates = d_ih.shape[2]
-    _split_rows(block, rows, gates * (x.shape[2] * (1 if grad_x is None else 2) + hidden))
-    for start in sorted(sums):
-        for total, part in zip((grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh), sums[start]):
-            total += part
+    low, high = (0, rows - batch) if reverse else (batch, rows)
     # Each row's first step started from h0: t = 0, or its last step when reversed.
     started = np.flatnonzero(lengths > 0)
     first_steps = lengths[started] - 1 if reverse else np.zeros(started.size, dtype=np.int64)
-    grad_w_hh += d_hh[first_steps, started].T @ h0[started]
+    first_rows = first_steps * batch + started
+    h0_started = h0[started]
+    ones = np.ones(rows, dtype=d_ih2.dtype)
 
+    def gate_columns(first, last):
+        for a in range(first, last, _GATE_COLUMNS):
+            b = min(a + _GATE_COLUMNS, last)
+            d_i, d_h = d_ih2[:, a:b], d_hh2[:, a:b]
+            grad_w_ih[a:b] += d_i.T @ x2
+            if high > low:
+                grad_w_hh[a:b] += d_h[low:high].T @ states[low - shift:high - shift]
+            grad_w_hh[a:b] += d_h[first_rows].T @ h0_started
+            # column sums as a GEMV with ones: several times faster than sum(axis=0)
+            grad_b_ih[a:b] += ones @ d_i
+            grad_b_hh[a:b] += ones @ d_h
 
-def _split_rows(block, rows, macs_per_row):
-    """``block(start, stop)`` over row blocks, one per thread, with single-threaded BLAS."""
-    min_rows = -(-_threads.GEMM_MIN_BLOCK_MACS // max(1, macs_per_row))
+    def input_steps(first, last):
+        chunk = max(1, _INPUT_GRAD_ELEMENTS // (batch * x.shape[2]))
+        for a in range(first, last, chunk):
+            b = min(a + chunk, last)
+            part = d_ih2[a * batch:b * batch] @ w_ih
+            grad_x[a:b] += part.reshape(b - a, batch, part.shape[1])
+
+    weight_macs = rows * (x.shape[2] + hidden)
+    if grad_x is None:  # the caller does not need the input gradient
+        _split(gate_columns, gates, weight_macs)
+        return
+    # One block of gate columns and one of time steps per thread, in the same call.
     with single_threaded_blas() as threads:
-        run_blocks(block, row_blocks(rows, threads, min_rows))
+        count = _block_count(gates * weight_macs + rows * gates * x.shape[2], threads)
+        columns, time_steps = row_blocks(gates, count, 1), row_blocks(steps, count, 1)
+
+        def both(k, _):
+            if k < len(columns):
+                gate_columns(*columns[k])
+            if k < len(time_steps):
+                input_steps(*time_steps[k])
+
+        run_blocks(both, [(k, k + 1) for k in range(max(len(columns), len(time_steps)))])
+
+
+def _block_count(macs, threads):
+    """Blocks a GEMM phase of ``macs`` multiply-adds is split into."""
+    return max(1, min(threads, macs // _threads.GEMM_MIN_BLOCK_MACS))
+
+
+def _split(block, rows, macs_per_row):
+    """``block(start, stop)`` over row blocks, one per thread, with single-threaded BLAS."""
+    with single_threaded_blas() as threads:
+        run_blocks(block, row_blocks(rows, _block_count(rows * macs_per_row, threads), 1))

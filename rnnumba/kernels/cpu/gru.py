@@ -4,7 +4,7 @@ import numpy as np
 
 from ._jit import kernel, gru_point, gru_point_backward
 from ._state import (copy_rows, copy_vector, optional_workspace, recurrent_gradient,
-                     step_product, step_weights, through_cache)
+                     step_product, step_weights, through_cache, time_major_view)
 from ._threads import run_over_rows
 
 GATES = 3
@@ -36,9 +36,10 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
     w_hh_t, transposed = step_weights(w_hh)
     d_ih, over_cache = through_cache(d_ih, cache)
+    grad_out, batch_major = time_major_view(grad_out)
     run_over_rows(_backward_rows, batch, batch * GATES * hid * hid, w_hh, w_hh_t, transposed, h0,
-                  lengths, reverse, out, col, cache, grad_out, grad_h_n, d_ih, over_cache, d_hh,
-                  grad_h0, dh_rec)
+                  lengths, reverse, out, col, cache, grad_out, batch_major, grad_h_n, d_ih,
+                  over_cache, d_hh, grad_h0, dh_rec)
 
 
 @kernel
@@ -69,7 +70,7 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, lengths,
 
 @kernel
 def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cache, grad_out,
-                   grad_h_n, d_ih, over_cache, d_hh, grad_h0, dh_rec, start, stop):
+                   batch_major, grad_h_n, d_ih, over_cache, d_hh, grad_h0, dh_rec, start, stop):
     """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace.
 
     With ``over_cache`` the input-side gate gradients go over the gate columns of ``cache``
@@ -87,15 +88,17 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cac
         dh_t = d_hh[t]
         for n in range(start, stop):
             if t < lengths[n]:
+                g_row = (grad_out[n, t, col:col + hid] if batch_major
+                         else grad_out[t, n, col:col + hid])
                 if 0 <= prev < lengths[n]:
                     h_prev = out[prev, n, col:col + hid]
                 else:
                     h_prev = h0[n, :]
                 if over_cache:
-                    _backward_row_over_cache(grad_h0[n], grad_out[t, n, col:col + hid],
+                    _backward_row_over_cache(grad_h0[n], g_row,
                                              cache[t, n], h_prev, dh_t[n])
                 else:
-                    _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], cache[t, n],
+                    _backward_row(grad_h0[n], g_row, cache[t, n],
                                   h_prev, d_ih[t, n], dh_t[n])
             else:
                 if over_cache:

@@ -4,7 +4,7 @@ import numpy as np
 
 from ._jit import kernel, lstm_point, lstm_point_backward
 from ._state import (copy_rows, copy_vector, optional_workspace, recurrent_gradient, shortest,
-                     step_product, step_weights, through_cache)
+                     step_product, step_weights, through_cache, time_major_view)
 from ._threads import run_over_rows
 
 GATES = 4
@@ -36,9 +36,10 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
     w_hh_t, transposed = step_weights(w_hh)
     d_ih, over_cache = through_cache(d_ih, cache)
+    grad_out, batch_major = time_major_view(grad_out)
     run_over_rows(_backward_rows, batch, batch * GATES * hid * hid, w_hh, w_hh_t, transposed, h0,
-                  c0, lengths, reverse, out, col, cache, grad_out, grad_h_n, grad_c_n, d_ih,
-                  over_cache, grad_h0, grad_c0, dh_rec)
+                  c0, lengths, reverse, out, col, cache, grad_out, batch_major, grad_h_n, grad_c_n,
+                  d_ih, over_cache, grad_h0, grad_c0, dh_rec)
 
 
 @kernel
@@ -72,7 +73,8 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, c0, leng
 
 @kernel
 def _backward_rows(w_hh, w_hh_t, transposed, h0, c0, lengths, reverse, out, col, cache, grad_out,
-                   grad_h_n, grad_c_n, d_ih, over_cache, grad_h0, grad_c0, dh_rec, start, stop):
+                   batch_major, grad_h_n, grad_c_n, d_ih, over_cache, grad_h0, grad_c0, dh_rec,
+                   start, stop):
     """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace.
 
     With ``over_cache`` the gate gradients go over the gate columns of ``cache`` (``d_ih`` is
@@ -93,15 +95,17 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, c0, lengths, reverse, out, col,
         d_t = step_gates if over_cache else d_ih[t, start:stop]
         for n in range(start, stop):
             if t < lengths[n]:
+                g_row = (grad_out[n, t, col:col + hid] if batch_major
+                         else grad_out[t, n, col:col + hid])
                 if 0 <= prev < lengths[n]:
                     c_prev = cache[prev, n, 4 * hid:5 * hid]
                 else:
                     c_prev = c0[n, :]
                 if over_cache:
-                    _backward_row_over_cache(grad_h0[n], grad_out[t, n, col:col + hid],
+                    _backward_row_over_cache(grad_h0[n], g_row,
                                              grad_c0[n], cache[t, n], c_prev, d_t[n - start])
                 else:
-                    _backward_row(grad_h0[n], grad_out[t, n, col:col + hid], grad_c0[n],
+                    _backward_row(grad_h0[n], g_row, grad_c0[n],
                                   cache[t, n], c_prev, d_t[n - start])
             else:
                 d_t[n - start, :] = 0.0

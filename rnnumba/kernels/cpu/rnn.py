@@ -4,7 +4,7 @@ import numpy as np
 
 from ._jit import kernel, rnn_point, rnn_point_backward
 from ._state import (copy_rows, copy_vector, optional_workspace, recurrent_gradient, shortest,
-                     step_product, step_weights)
+                     step_product, step_weights, time_major_view)
 from ._threads import run_over_rows
 
 GATES = 1
@@ -32,8 +32,9 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     hidden = w_hh.shape[1]
     dh_rec = np.empty((batch, hidden), dtype=out.dtype)
     w_hh_t, transposed = step_weights(w_hh)
+    grad_out, batch_major = time_major_view(grad_out)
     run_over_rows(_backward_rows, batch, batch * hidden * hidden, w_hh, w_hh_t, transposed, h0,
-                  lengths, reverse, act, out, col, grad_out, grad_h_n, d_ih, grad_h0,
+                  lengths, reverse, act, out, col, grad_out, batch_major, grad_h_n, d_ih, grad_h0,
                   dh_rec)
 
 
@@ -61,7 +62,7 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, ac
 
 @kernel
 def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, act, out, col, grad_out,
-                   grad_h_n, d_ih, grad_h0, dh_rec, start, stop):
+                   batch_major, grad_h_n, d_ih, grad_h0, dh_rec, start, stop):
     """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
     steps = out.shape[0]
     hidden = w_hh.shape[1]
@@ -75,7 +76,9 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, act, out, col
         d_t = d_ih[t]
         for n in range(start, stop):
             if t < lengths[n]:
-                _backward_row(grad_h0[n], grad_out[t, n, col:col + hidden],
+                g_row = (grad_out[n, t, col:col + hidden] if batch_major
+                         else grad_out[t, n, col:col + hidden])
+                _backward_row(grad_h0[n], g_row,
                               out[t, n, col:col + hidden], act, d_t[n])
             else:
                 d_t[n, :] = 0.0

@@ -186,8 +186,9 @@ class CudaRunner:
         return self.upload(name, host)
 
     # ----------------------------------------------------------------- backward
-    def backward(self, model, grad_out_tm, grad_h_n, grad_c_n, need_input_grad=True):
-        """:meth:`Recurrent._backward_unchecked` on the device; returns the host dict.
+    def backward(self, model, grad_output, grad_h_n, grad_c_n, need_input_grad=True):
+        """:meth:`Recurrent._backward_unchecked` on the device (``grad_output`` batch-major,
+        as there); returns the host dict.
 
         With ``need_input_grad=False`` the first layer's input gradient is neither computed
         nor copied back, and ``result["input"]`` is None. While :attr:`resident`, the weight
@@ -200,6 +201,7 @@ class CudaRunner:
         kernels = CELLS[model.cell]
         acts = self._acts
         lstm = model.cell == "lstm"
+        grad_out_tm = np.ascontiguousarray(grad_output.transpose(1, 0, 2))
         steps, n_seq, _ = grad_out_tm.shape
         dirs, hid = model.num_directions, model.hidden_size
         gates = kernels.GATES

@@ -309,11 +309,12 @@ class Recurrent:
         grad_h0 = np.empty_like(h0)
         grad_c0 = np.empty_like(h0) if self.cell == "lstm" else None
         width = kernels.GATES * hidden
-        # Spent activations take the input-side gate gradients over their gate columns
-        # (kernel contract); the RNN has no gate cache and the GRU's d_hh its own buffer.
+        # Spent activations take the gate gradients over their gate cache (kernel contract;
+        # the GRU's n-gate recurrent gradient over its last columns); the RNN has none.
         over_cache = over_cache and self.cell != "rnn"
         d_ih = None if over_cache else np.empty((steps, n_seq, width), dtype=self.dtype)
-        d_hh = np.empty((steps, n_seq, width), dtype=self.dtype) if self.cell == "gru" else d_ih
+        d_hh = (np.empty((steps, n_seq, width), dtype=self.dtype)
+                if self.cell == "gru" and not over_cache else d_ih)
         # The kernels take time-major views of batch-major gradients (any strides, kernel
         # contract): the caller's grad_output and the returned input gradient are not copied.
         grad_layer_out = grad_output.transpose(1, 0, 2)
@@ -329,7 +330,9 @@ class Recurrent:
                 grads = self._layer_weights(layer, direction, self._grads)
                 cache = acts["caches"][layer][direction]
                 d_in = cache[:, :, :width] if over_cache else d_ih
-                d_rec = d_hh if self.cell == "gru" else d_in
+                d_rec = d_in
+                if self.cell == "gru":
+                    d_rec = cache[:, :, width:] if over_cache else d_hh
                 kernels.backward_sequence(
                     weights["weight_hh"], weights["bias_hh"], h0[k], self._cell_state(c0, k),
                     lengths, direction == 1, act, acts["outputs"][layer], direction * hidden,

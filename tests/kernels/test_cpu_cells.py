@@ -35,7 +35,9 @@ def _layer(cell, reverse, over_cache, batch_major=False):
     common.project_input(x, w_ih, b_ih, proj)
     mod.forward_sequence(proj, w_hh, b_hh, h0, c0, LENGTHS, reverse, 0, out, 0, cache, h_n, c_n)
     d_ih = cache[:, :, :G * H] if over_cache else np.empty((T, N, G * H))
-    d_hh = np.empty((T, N, G * H)) if cell == "gru" else d_ih
+    d_hh = d_ih
+    if cell == "gru":  # with the gates spent, the n gate's recurrent gradient goes over hn
+        d_hh = cache[:, :, G * H:] if over_cache else np.empty((T, N, G * H))
     grad_h0, grad_c0 = np.empty((N, H)), np.empty_like(c0)
     if batch_major:
         g_out = np.ascontiguousarray(g_out.transpose(1, 0, 2)).transpose(1, 0, 2)
@@ -107,10 +109,12 @@ def _reference_weight_gradients(x, out, h0, lengths, reverse, d_ih, d_hh, w_ih):
             d_ih.sum(axis=(0, 1)), d_hh.sum(axis=(0, 1)), d_ih @ w_ih)
 
 
+@pytest.mark.parametrize("narrow", [False, True], ids=["full-d_hh", "n-gate-d_hh"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("small_blocks", [False, True], ids=["whole", "chunked-split"])
-def test_weight_gradients_match_the_numpy_reference(reverse, small_blocks, monkeypatch):
-    """Whole products, and products in chunks of gate columns and time steps over threads."""
+def test_weight_gradients_match_the_numpy_reference(reverse, small_blocks, narrow, monkeypatch):
+    """Whole products, and products in chunks of gate columns and time steps over threads;
+    ``d_hh`` whole or, as the GRU's spent cache gives it, its last gate only."""
     from threadpoolctl import threadpool_limits
 
     from rnnumba.kernels.cpu import _threads
@@ -127,10 +131,25 @@ def test_weight_gradients_match_the_numpy_reference(reverse, small_blocks, monke
     h0 = rng.standard_normal((N, H))
     d_ih = rng.standard_normal((T, N, G)) * active
     d_hh = rng.standard_normal((T, N, G)) * active
+    if narrow:
+        d_hh[:, :, :G - H] = d_ih[:, :, :G - H]
     grads = [np.full((G, I), 1.0), np.full((G, H), 2.0), np.full(G, 3.0), np.full(G, 4.0),
              np.full((N, T, I), 5.0).transpose(1, 0, 2)]  # added into, as the contract says
+    given = d_hh[:, :, G - H:].copy() if narrow else d_hh
     with threadpool_limits(limits=3, user_api="blas"):
-        common.weight_gradients(x, out, 0, h0, lengths, reverse, d_ih, d_hh, w_ih, *grads)
+        common.weight_gradients(x, out, 0, h0, lengths, reverse, d_ih, given, w_ih, *grads)
     want = _reference_weight_gradients(x, out, h0, lengths, reverse, d_ih, d_hh, w_ih)
     for name, got, expected, start in zip(NAMES[5:], grads, want, (1.0, 2.0, 3.0, 4.0, 5.0)):
         np.testing.assert_allclose(got, expected + start, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_gru_with_gates_spent_needs_its_n_gate_gradient_in_the_cache():
+    mod = CELLS["gru"]
+    K = mod.cache_width(H)
+    cache = np.zeros((T, N, K))
+    z = np.zeros((N, H))
+    with pytest.raises(ValueError, match=r"cache\[:, :, 3\*H:\]"):
+        mod.backward_sequence(np.zeros((3 * H, H)), np.zeros(3 * H), z, np.zeros((0, 0)), LENGTHS,
+                              False, 0, np.zeros((T, N, H)), 0, cache, np.zeros((T, N, H)), z,
+                              np.zeros((0, 0)), cache[:, :, :3 * H], np.zeros((T, N, 3 * H)),
+                              np.zeros((N, H)), np.zeros((0, 0)))

@@ -14,8 +14,9 @@ from ._threads import row_blocks, run_blocks, single_threaded_blas
 #: Elements of each product added into the input gradient (whole time steps at a time), and
 #: gate columns per product of the weight gradients: bound each thread's temporary arrays.
 #: Smaller products cost time: OpenBLAS packs ``w_ih`` again for each (1024-row chunks made
-#: the input gradient 28% slower at 512 units).
-_INPUT_GRAD_ELEMENTS = 1 << 20
+#: the input gradient alone 28% slower at 512 units on one thread; 2^18 to 2^20 elements
+#: made no difference to the whole phase on two).
+_INPUT_GRAD_ELEMENTS = 1 << 18
 _GATE_COLUMNS = 512
 
 
@@ -51,14 +52,17 @@ def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w
     row's first step. The weight gradients are split by gate columns (each thread owns its
     rows of ``grad_w_*``: no partial sums, results independent of timing) and computed
     ``_GATE_COLUMNS`` at a time; ``grad_x`` (any strides, e.g. a view of batch-major
-    storage) by whole time steps.
+    storage) by whole time steps. ``d_hh`` may hold only its last gate columns (the GRU's
+    n gate), the others being ``d_ih``'s.
     """
     steps, batch = x.shape[0], x.shape[1]
     rows = steps * batch
     hidden = h0.shape[1]
     gates = d_ih.shape[2]
     d_ih2 = d_ih.reshape(rows, gates)
-    d_hh2 = d_hh.reshape(rows, gates)
+    d_hh2 = d_hh.reshape(rows, d_hh.shape[2])
+    # A narrower d_hh (the GRU's n gate alone) shares its first gate columns with d_ih.
+    shared = gates - d_hh.shape[2]
     x2 = x.reshape(rows, x.shape[2])
     # State rows (t, n); gate row r pairs with state row r - shift.
     states = out.reshape(rows, out.shape[2])[:, col:col + hidden]
@@ -72,9 +76,13 @@ def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w
     ones = np.ones(rows, dtype=d_ih2.dtype)
 
     def gate_columns(first, last):
-        for a in range(first, last, _GATE_COLUMNS):
-            b = min(a + _GATE_COLUMNS, last)
-            d_i, d_h = d_ih2[:, a:b], d_hh2[:, a:b]
+        cuts = set(range(first, last, _GATE_COLUMNS)) | {last}
+        if first < shared < last:
+            cuts.add(shared)  # no chunk straddles the first column of a narrow d_hh
+        bounds = sorted(cuts)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            d_i = d_ih2[:, a:b]
+            d_h = d_i if b <= shared else d_hh2[:, a - shared:b - shared]
             grad_w_ih[a:b] += d_i.T @ x2
             if high > low:
                 grad_w_hh[a:b] += d_h[low:high].T @ states[low - shift:high - shift]

@@ -30,12 +30,18 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
                       grad_out, grad_h_n, grad_c_n, d_ih, d_hh, grad_h0, grad_c0):
     """BPTT of one layer and direction; ``d_ih`` and ``d_hh`` differ in the n gate. ``d_ih``
-    may be the gate columns of ``cache`` (see :mod:`rnnumba.kernels`)."""
+    may be the gate columns of ``cache``, ``d_hh`` then its last ``H`` columns, the n gate
+    only (see :mod:`rnnumba.kernels`)."""
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
     w_hh_t, transposed = step_weights(w_hh)
     d_ih, over_cache = through_cache(d_ih, cache)
+    if over_cache:
+        if d_hh.shape != (steps, batch, hid) or not np.may_share_memory(d_hh, cache):
+            raise ValueError("with d_ih in the gate columns of cache, d_hh must be "
+                             "cache[:, :, 3*H:] (the n gate's recurrent gradient)")
+        d_hh = d_ih  # placeholder: the kernel writes through cache
     grad_out, batch_major = time_major_view(grad_out)
     run_over_rows(_backward_rows, batch, batch * GATES * hid * hid, w_hh, w_hh_t, transposed, h0,
                   lengths, reverse, out, col, cache, grad_out, batch_major, grad_h_n, d_ih,
@@ -73,8 +79,9 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cac
                    batch_major, grad_h_n, d_ih, over_cache, d_hh, grad_h0, dh_rec, start, stop):
     """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace.
 
-    With ``over_cache`` the input-side gate gradients go over the gate columns of ``cache``
-    (``d_ih`` is then unused); ``d_hh`` always gets its own rows.
+    With ``over_cache`` the input-side gate gradients go over the gates in ``cache`` and the
+    n gate's recurrent gradient over ``W_hn h + b_hn`` (``d_ih``, ``d_hh`` unused); the
+    recurrent GEMM then reads this step's rows from a contiguous block.
     """
     steps = out.shape[0]
     hid = w_hh.shape[1]
@@ -82,10 +89,11 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cac
     dh = grad_h0[start:stop]
     row_lengths = lengths[start:stop]
     work = optional_workspace(transposed, hid, stop - start, dh_rec)
+    step_gates = optional_workspace(over_cache, stop - start, 3 * hid, dh_rec)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         prev = t + 1 if reverse else t - 1
-        dh_t = d_hh[t]
+        dh_t = step_gates if over_cache else d_hh[t, start:stop]
         for n in range(start, stop):
             if t < lengths[n]:
                 g_row = (grad_out[n, t, col:col + hid] if batch_major
@@ -95,19 +103,19 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cac
                 else:
                     h_prev = h0[n, :]
                 if over_cache:
-                    _backward_row_over_cache(grad_h0[n], g_row,
-                                             cache[t, n], h_prev, dh_t[n])
+                    _backward_row_over_cache(grad_h0[n], g_row, cache[t, n], h_prev,
+                                             dh_t[n - start])
                 else:
-                    _backward_row(grad_h0[n], g_row, cache[t, n],
-                                  h_prev, d_ih[t, n], dh_t[n])
+                    _backward_row(grad_h0[n], g_row, cache[t, n], h_prev, d_ih[t, n],
+                                  dh_t[n - start])
             else:
                 if over_cache:
-                    cache[t, n, :3 * hid] = 0.0
+                    cache[t, n, :] = 0.0
                 else:
                     d_ih[t, n, :] = 0.0
-                dh_t[n, :] = 0.0
-        recurrent_gradient(dh_t[start:stop], w_hh, w_hh_t, t, row_lengths, False,
-                           dh_rec[start:stop], dh, True, work)
+                dh_t[n - start, :] = 0.0
+        recurrent_gradient(dh_t, w_hh, w_hh_t, t, row_lengths, False, dh_rec[start:stop], dh,
+                           True, work)
 
 
 @kernel
@@ -133,7 +141,8 @@ def _backward_row(dh_row, g, keep, h_prev, di, dr):
 @kernel
 def _backward_row_over_cache(dh_row, g, keep, h_prev, dr):
     """:func:`_backward_row` with the input-side gate gradients written over the gates in
-    ``keep`` (read before written, index by index, so the loop still vectorises)."""
+    ``keep`` and the n gate's recurrent one over ``W_hn h + b_hn`` (read before written,
+    index by index, so the loop still vectorises)."""
     hid = dh_row.shape[0]
     k_r, k_z, k_n, k_hn = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:]
     dr_r, dr_z, dr_n = dr[:hid], dr[hid:2 * hid], dr[2 * hid:]
@@ -146,6 +155,7 @@ def _backward_row_over_cache(dh_row, g, keep, h_prev, dr):
         dr_r[j] = da_r
         dr_z[j] = da_z
         dr_n[j] = dhn
+        k_hn[j] = dhn
         dh_row[j] = direct
 
 

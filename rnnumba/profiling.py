@@ -433,10 +433,15 @@ class _Step:
         self.grads = make_views(self.flat_grads, shapes)
 
         gh = kernels.GATES * hidden
+        # On the CPU, the layout Recurrent uses: the LSTM's and GRU's projection and gate
+        # gradients in their gate cache, the output and input gradients batch-major.
+        self.in_cache = ops.name == "cpu" and cell != "rnn"
+        batch_major = ops.name == "cpu"
         x = rng.standard_normal((steps, n, features)).astype(dtype)
-        g = rng.standard_normal((steps, n, dirs * hidden)).astype(dtype)
+        g = rng.standard_normal((n, steps, dirs * hidden)).astype(dtype)
         self.x = ops.to_device(x)
-        self.grad_out = ops.to_device(g)
+        self.grad_out = (g.transpose(1, 0, 2) if batch_major
+                         else ops.to_device(g.transpose(1, 0, 2)))
         self.lengths = ops.to_device(np.full(n, steps, dtype=np.int64))
         states = (layers * dirs, n, hidden)
         lstm = cell == "lstm"
@@ -449,19 +454,35 @@ class _Step:
         self.grad_h0 = ops.empty(states, dtype)
         self.grad_c0 = ops.empty(states, dtype) if lstm else None
         self.placeholder = ops.empty((0, 0), dtype)
-        self.proj = ops.empty((steps, n, gh), dtype)
         self.outputs = [ops.empty((steps, n, dirs * hidden), dtype) for _ in range(layers)]
         self.caches = [[ops.empty((steps, n, kernels.cache_width(hidden)), dtype)
                         for _ in range(dirs)] for _ in range(layers)]
         self.inputs = [self.x] + self.outputs[:-1]
-        self.grad_inputs = [ops.empty(inp.shape, dtype) for inp in self.inputs]
-        self.d_ih = ops.empty((steps, n, gh), dtype)
-        self.d_hh = ops.empty((steps, n, gh), dtype) if cell == "gru" else self.d_ih
+        if batch_major:
+            self.grad_inputs = [np.empty((n, steps, inp.shape[2]), dtype).transpose(1, 0, 2)
+                                for inp in self.inputs]
+        else:
+            self.grad_inputs = [ops.empty(inp.shape, dtype) for inp in self.inputs]
+        self.proj = self.d_ih = self.d_hh = None
+        if not self.in_cache:
+            self.proj = ops.empty((steps, n, gh), dtype)
+            self.d_ih = ops.empty((steps, n, gh), dtype)
+            self.d_hh = ops.empty((steps, n, gh), dtype) if cell == "gru" else self.d_ih
         self.optimizer_step, self.optimizer_name = _optimizer(ops, self.flat_params,
                                                               self.flat_grads)
 
     def _state(self, states, k):
         return self.placeholder if states is None else states[k]
+
+    def _gate_buffers(self, layer, direction):
+        """``(proj, d_ih, d_hh)`` of one layer and direction (views of its cache when
+        ``in_cache``, as :class:`~rnnumba.Recurrent` spends them)."""
+        if not self.in_cache:
+            return self.proj, self.d_ih, self.d_hh
+        cache = self.caches[layer][direction]
+        gates = cache[:, :, :self.kernels.GATES * self.hidden]
+        recurrent = cache[:, :, gates.shape[2]:] if self.cell == "gru" else gates
+        return gates, gates, recurrent
 
     def _weights(self, views, layer, direction):
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
@@ -473,11 +494,12 @@ class _Step:
             for direction in range(self.dirs):
                 k = layer * self.dirs + direction
                 w_ih, w_hh, b_ih, b_hh = self._weights(self.params, layer, direction)
+                proj, _, _ = self._gate_buffers(layer, direction)
                 with clock("input_projection"):
-                    self.common.project_input(self.inputs[layer], w_ih, b_ih, self.proj)
+                    self.common.project_input(self.inputs[layer], w_ih, b_ih, proj)
                 with clock("forward_recurrence"):
                     self.kernels.forward_sequence(
-                        self.proj, w_hh, b_hh, self.h0[k], self._state(self.c0, k),
+                        proj, w_hh, b_hh, self.h0[k], self._state(self.c0, k),
                         self.lengths, direction == 1, self.act, self.outputs[layer],
                         direction * self.hidden, self.caches[layer][direction], self.h_n[k],
                         self._state(self.c_n, k))
@@ -494,17 +516,18 @@ class _Step:
                 k = layer * self.dirs + direction
                 w_ih, w_hh, _, b_hh = self._weights(self.params, layer, direction)
                 gw_ih, gw_hh, gb_ih, gb_hh = self._weights(self.grads, layer, direction)
+                _, d_ih, d_hh = self._gate_buffers(layer, direction)
                 with clock("bptt_recurrence"):
                     self.kernels.backward_sequence(
                         w_hh, b_hh, self.h0[k], self._state(self.c0, k), self.lengths,
                         direction == 1, self.act, self.outputs[layer], direction * self.hidden,
                         self.caches[layer][direction], grad_layer_out, self.grad_h_n[k],
-                        self._state(self.grad_c_n, k), self.d_ih, self.d_hh,
+                        self._state(self.grad_c_n, k), d_ih, d_hh,
                         self.grad_h0[k], self._state(self.grad_c0, k))
                 with clock("weight_gradients"):
                     self.common.weight_gradients(
                         self.inputs[layer], self.outputs[layer], direction * self.hidden,
-                        self.h0[k], self.lengths, direction == 1, self.d_ih, self.d_hh, w_ih,
+                        self.h0[k], self.lengths, direction == 1, d_ih, d_hh, w_ih,
                         gw_ih, gw_hh, gb_ih, gb_hh, grad_input)
             grad_layer_out = grad_input
 

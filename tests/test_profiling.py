@@ -167,6 +167,33 @@ def test_float64_and_single_layer():
     assert r["dtype"] == "float64" and r["available"]
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_cpu_phases_compute_what_recurrent_computes(cell):
+    """The phases the profiler times are Recurrent's training step, in its memory layout."""
+    import numpy as np
+
+    config = dict(cell=cell, hidden_size=4, batch_size=3, seq_len=5, input_size=2,
+                  num_layers=2, bidirectional=True, dtype="float64")
+    common, kernels = backend.cell_kernels("cpu", cell)
+    step = profiling._Step(profiling._CpuOps(), common, kernels, config, random_state=0)
+    assert step.in_cache == (cell != "rnn") and (step.proj is None) == step.in_cache
+    assert not step.grad_out.flags.c_contiguous  # the view of a batch-major array
+    rec = rnnumba.Recurrent(cell=cell, input_size=2, hidden_size=4, num_layers=2,
+                            bidirectional=True, dtype="float64")
+    rec.flat_params = step.flat_params
+    X = step.x.transpose(1, 0, 2)
+    G = step.grad_out.transpose(1, 0, 2)
+    out, _ = rec.forward(X)
+    want = rec.backward(G)
+    step._forward(profiling._no_clock)
+    step._backward(profiling._no_clock)
+    np.testing.assert_allclose(step.outputs[-1].transpose(1, 0, 2), out, rtol=1e-12)
+    np.testing.assert_allclose(step.flat_grads, rec.flat_grads, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(step.grad_inputs[0].transpose(1, 0, 2), want["input"],
+                               rtol=1e-10, atol=1e-12)
+    assert np.any(step.flat_grads)
+
+
 def test_numpy_adam_fallback_updates_in_place():
     import numpy as np
     params = np.ones(5, dtype=np.float32)

@@ -46,10 +46,13 @@ gates per cell):
   (``cache[:, :, :G*H]``): ``project_input`` writes through the strided view and
   ``forward_sequence`` reads each step's projection before writing the gates over it.
 - For the LSTM and GRU, ``d_ih`` may be the gate columns of ``cache`` itself
-  (``cache[:, :, :G*H]``, a strided view; for the LSTM then also ``d_hh``): each step's
-  gates are read before its gradients are written over them and no later step reads them
-  (the LSTM's ``c`` columns stay), so BPTT needs no gradient buffer of its own. The cache is
-  spent afterwards. ``weight_gradients`` reads ``d_ih``/``d_hh`` with any row stride.
+  (``cache[:, :, :G*H]``, a strided view; for the LSTM then also ``d_hh``; for the GRU
+  ``d_hh`` must then be ``cache[:, :, 3*H:]``, the n gate's recurrent gradient written over
+  ``W_hn h + b_hn``, its r and z columns being ``d_ih``'s): each step's cache entries are
+  read before its gradients are written over them and no later step reads them (the LSTM's
+  ``c`` columns stay), so BPTT needs no gradient buffer of its own. The cache is spent
+  afterwards. ``weight_gradients`` reads ``d_ih``/``d_hh`` with any row stride, and on the
+  CPU a ``d_hh`` narrower than ``d_ih`` as its last columns.
 - ``weight_gradients`` builds ``grad_w_hh`` from the states each step started from without
   storing them: ``out`` shifted by one step (columns ``col:col+H``), plus ``h0`` for each
   row's first step (``t = 0``, or ``lengths[n] - 1`` when ``reverse``). An inactive step's

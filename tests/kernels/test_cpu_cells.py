@@ -153,3 +153,17 @@ def test_gru_with_gates_spent_needs_its_n_gate_gradient_in_the_cache():
                               False, 0, np.zeros((T, N, H)), 0, cache, np.zeros((T, N, H)), z,
                               np.zeros((0, 0)), cache[:, :, :3 * H], np.zeros((T, N, 3 * H)),
                               np.zeros((N, H)), np.zeros((0, 0)))
+
+
+def test_project_input_through_whole_rows_of_the_cache():
+    """The bias goes in through the cache's whole rows only where they stay inside it."""
+    rng = np.random.default_rng(9)
+    x, w, b = rng.standard_normal((T, N, I)), rng.standard_normal((8, I)), rng.standard_normal(8)
+    cache = np.full((T, N, 11), 7.0)
+    assert common._whole_rows(cache[:, :, :8]).shape == (T * N, 11)
+    assert common._whole_rows(cache[:, :, 3:]) is None  # would reach past the cache's end
+    assert common._whole_rows(cache.transpose(1, 0, 2)[:, :, :8]) is None
+    for proj in (cache[:, :, :8], np.empty((T, N, 8)), np.empty((T, 2 * N, 8))[:, ::2]):
+        common.project_input(x, w, b, proj)
+        np.testing.assert_allclose(proj, x @ w.T + b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(cache[:, :, 8:], 7.0)  # the other columns are untouched

@@ -25,21 +25,48 @@ def project_input(x, w_ih, b_ih, proj):
     rows = x.shape[0] * x.shape[1]
     x2 = x.reshape(rows, x.shape[2])
     flat = proj.reshape(rows, proj.shape[2])
+    full = _whole_rows(proj)
 
     def block(start, stop):
         np.matmul(x2[start:stop], w_ih.T, out=flat[start:stop])
-        add_to_rows(flat[start:stop], b_ih)
+        if full is None:
+            flat[start:stop] += b_ih
+        else:
+            add_to_leading_columns(full[start:stop], b_ih)
 
     _split(block, rows, x.shape[2] * proj.shape[2])
 
 
+def _whole_rows(view):
+    """``view`` ``(T, N, K)``, C-contiguous or the first ``K`` columns of a C-contiguous
+    ``(T, N, W)`` array (the gate columns of the cache), as the C-contiguous ``(T*N, W)``
+    array of its whole rows; None for any other layout."""
+    steps, batch, width = view.shape
+    item = view.itemsize
+    if view.flags.c_contiguous:
+        return view.reshape(steps * batch, width)
+    row = view.strides[1] // item
+    if view.strides != (batch * row * item, row * item, item) or row < width:
+        return None
+    owner = view
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    start = view.__array_interface__["data"][0]
+    end = owner.__array_interface__["data"][0] + owner.nbytes
+    if not owner.flags.c_contiguous or start + steps * batch * row * item > end:
+        return None  # the last row would reach past the memory behind the view
+    return np.lib.stride_tricks.as_strided(view, shape=(steps * batch, row),
+                                           strides=(row * item, item))
+
+
 @kernel
-def add_to_rows(matrix, vector):
-    """``matrix += vector`` row by row; NumPy's broadcast add took 4x as long on the strided
-    gate columns of the cache."""
+def add_to_leading_columns(matrix, vector):
+    """``matrix[:, :len(vector)] += vector`` on a C-contiguous matrix: 4x as fast as NumPy's
+    broadcast add on the strided gate columns at 32 units, 2.3x at 512 (a strided array in
+    the kernel does not vectorise)."""
     for n in range(matrix.shape[0]):
         row = matrix[n]
-        for j in range(row.shape[0]):
+        for j in range(vector.shape[0]):
             row[j] += vector[j]
 
 

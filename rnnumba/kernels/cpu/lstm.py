@@ -102,11 +102,11 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, c0, lengths, reverse, out, col,
                 else:
                     c_prev = c0[n, :]
                 if over_cache:
-                    _backward_row_over_cache(grad_h0[n], g_row,
-                                             grad_c0[n], cache[t, n], c_prev, d_t[n - start])
+                    _backward_row_over_cache(grad_h0[n], g_row, grad_c0[n], cache[t, n],
+                                             c_prev, d_t[n - start])
                 else:
-                    _backward_row(grad_h0[n], g_row, grad_c0[n],
-                                  cache[t, n], c_prev, d_t[n - start])
+                    _backward_row(grad_h0[n], g_row, grad_c0[n], cache[t, n], c_prev,
+                                  d_t[n - start])
             else:
                 d_t[n - start, :] = 0.0
                 if over_cache:

@@ -78,8 +78,7 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, act, out, col
             if t < lengths[n]:
                 g_row = (grad_out[n, t, col:col + hidden] if batch_major
                          else grad_out[t, n, col:col + hidden])
-                _backward_row(grad_h0[n], g_row,
-                              out[t, n, col:col + hidden], act, d_t[n])
+                _backward_row(grad_h0[n], g_row, out[t, n, col:col + hidden], act, d_t[n])
             else:
                 d_t[n, :] = 0.0
         recurrent_gradient(d_t[start:stop], w_hh, w_hh_t, t, row_lengths, t < all_active_until,

@@ -196,10 +196,6 @@ class Recurrent:
         h_n = np.empty((layers * dirs, n_seq, hidden), dtype=self.dtype)
         c_n = np.empty_like(h_n) if lstm else None
         width = kernels.GATES * hidden
-        # The LSTM and GRU project the input straight into their gate cache, which the
-        # recurrence then overwrites with the gates (kernel contract): no buffer of its own.
-        proj = (np.empty((steps, n_seq, width), dtype=self.dtype) if self.cell == "rnn"
-                else None)
         act = NONLINEARITIES[self.nonlinearity]
         layer_input = np.ascontiguousarray(X.transpose(1, 0, 2))
         inputs, outputs, caches, masks = [], [], [], []
@@ -210,7 +206,10 @@ class Recurrent:
                 k = layer * dirs + direction
                 weights = self._layer_weights(layer, direction)
                 cache = np.empty((steps, n_seq, kernels.cache_width(hidden)), dtype=self.dtype)
-                layer_proj = cache[:, :, :width] if proj is None else proj
+                # The input is projected straight into what the recurrence writes over it
+                # (kernel contract): the LSTM's and GRU's gate cache, the RNN's output.
+                layer_proj = (out[:, :, direction * hidden:(direction + 1) * hidden]
+                              if self.cell == "rnn" else cache[:, :, :width])
                 common.project_input(layer_input, weights["weight_ih"], weights["bias_ih"],
                                      layer_proj)
                 kernels.forward_sequence(

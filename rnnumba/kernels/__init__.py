@@ -44,7 +44,9 @@ gates per cell):
   ``grad_h0``/``grad_c0`` receive the gradient at the initial state.
 - For the LSTM and GRU, ``proj`` may be the gate columns of ``cache`` itself
   (``cache[:, :, :G*H]``): ``project_input`` writes through the strided view and
-  ``forward_sequence`` reads each step's projection before writing the gates over it.
+  ``forward_sequence`` reads each step's projection before writing the gates over it. On
+  the CPU, the RNN's ``proj`` may likewise be this direction's columns of ``out``
+  (``out[:, :, col:col+H]``), read at each step before the output is written over them.
 - For the LSTM and GRU, ``d_ih`` may be the gate columns of ``cache`` itself
   (``cache[:, :, :G*H]``, a strided view; for the LSTM then also ``d_hh``; for the GRU
   ``d_hh`` must then be ``cache[:, :, 3*H:]``, the n gate's recurrent gradient written over

@@ -167,3 +167,31 @@ def test_project_input_through_whole_rows_of_the_cache():
         common.project_input(x, w, b, proj)
         np.testing.assert_allclose(proj, x @ w.T + b, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(cache[:, :, 8:], 7.0)  # the other columns are untouched
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("col", [0, H], ids=["first-direction", "second-direction"])
+def test_rnn_projection_may_live_in_its_output_columns(reverse, col, monkeypatch):
+    mod = CELLS["rnn"]
+    flags = _spy(monkeypatch, mod, "over_out")
+    rng = np.random.default_rng(4)
+    x, w_ih = rng.standard_normal((T, N, I)), rng.standard_normal((H, I))
+    w_hh = rng.standard_normal((H, H)) * 0.5
+    b_ih, b_hh = rng.standard_normal(H), rng.standard_normal(H)
+    h0 = rng.standard_normal((N, H))
+    results = []
+    for in_place in (False, True):
+        out = np.full((T, N, 2 * H), 3.0)  # both directions' columns; the other one stays
+        proj = out[:, :, col:col + H] if in_place else np.empty((T, N, H))
+        common.project_input(x, w_ih, b_ih, proj)
+        h_n = np.empty((N, H))
+        mod.forward_sequence(proj, w_hh, b_hh, h0, np.zeros((0, 0)), LENGTHS, reverse, 0, out,
+                             col, np.empty((T, N, 0)), h_n, np.zeros((0, 0)))
+        results.append((out, h_n))
+    assert flags == [False, True]
+    (want_out, want_h), (got_out, got_h) = results
+    np.testing.assert_array_equal(got_out, want_out)
+    np.testing.assert_array_equal(got_h, want_h)
+    other = slice(H, 2 * H) if col == 0 else slice(0, H)
+    np.testing.assert_array_equal(got_out[:, :, other], 3.0)
+    assert not np.any(got_out[LENGTHS[1]:, 1, col:col + H])  # zero past a row's end

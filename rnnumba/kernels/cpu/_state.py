@@ -61,9 +61,9 @@ def time_major_view(array):
 
 
 def through_cache(array, cache):
-    """``(placeholder, True)`` when ``array`` is (a view of) ``cache``'s gate columns, which
-    the kernel then reads or writes through ``cache`` itself (a strided array would compile
-    a second specialisation); else ``(array, False)``."""
+    """``(placeholder, True)`` when ``array`` is (a view of) ``cache``'s gate columns (or, for
+    the RNN, the output's), which the kernel then reads or writes through ``cache`` itself
+    (a strided array would compile a second specialisation); else ``(array, False)``."""
     if np.may_share_memory(array, cache):
         return np.empty((0, 0, 0), dtype=cache.dtype), True
     return array, False

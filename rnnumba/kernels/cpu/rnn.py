@@ -4,7 +4,7 @@ import numpy as np
 
 from ._jit import kernel, rnn_point, rnn_point_backward
 from ._state import (copy_rows, copy_vector, optional_workspace, recurrent_gradient, shortest,
-                     step_product, step_weights, time_major_view)
+                     step_product, step_weights, through_cache, time_major_view)
 from ._threads import run_over_rows
 
 GATES = 1
@@ -16,13 +16,15 @@ def cache_width(hidden_size):
 
 
 def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache, h_n, c_n):
-    """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`."""
+    """Run the recurrence of one layer and direction; see :mod:`rnnumba.kernels`. ``proj`` may
+    be this direction's columns of ``out``."""
     steps, batch, _ = proj.shape
     hidden = w_hh.shape[1]
     rec = np.empty((batch, hidden), dtype=proj.dtype)
     w_hh_t, transposed = step_weights(w_hh)
-    run_over_rows(_forward_rows, batch, batch * hidden * hidden, proj, w_hh, w_hh_t, transposed,
-                  b_hh, h0, lengths, reverse, act, out, col, h_n, rec)
+    proj, over_out = through_cache(proj, out)
+    run_over_rows(_forward_rows, batch, batch * hidden * hidden, proj, over_out, w_hh, w_hh_t,
+                  transposed, b_hh, h0, lengths, reverse, act, out, col, h_n, rec)
 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
@@ -39,10 +41,12 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
 
 
 @kernel
-def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, act, out, col, h_n,
-                  rec, start, stop):
-    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace."""
-    steps = proj.shape[0]
+def _forward_rows(proj, over_out, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, act, out,
+                  col, h_n, rec, start, stop):
+    """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace. With
+    ``over_out`` each step's projection is read from the output it becomes (``proj``
+    unused)."""
+    steps = out.shape[0]
     hidden = w_hh_t.shape[0]
     copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
@@ -54,7 +58,7 @@ def _forward_rows(proj, w_hh, w_hh_t, transposed, b_hh, h0, lengths, reverse, ac
         for n in range(start, stop):
             y = out[t, n, col:col + hidden]
             if t < lengths[n]:
-                _forward_row(proj[t, n], rec[n], b_hh, act, h_n[n])
+                _forward_row(y if over_out else proj[t, n], rec[n], b_hh, act, h_n[n])
                 copy_vector(y, h_n[n])
             else:
                 y[:] = 0.0

@@ -434,9 +434,11 @@ class _Step:
 
         gh = kernels.GATES * hidden
         # On the CPU, the layout Recurrent uses: the LSTM's and GRU's projection and gate
-        # gradients in their gate cache, the output and input gradients batch-major.
-        self.in_cache = ops.name == "cpu" and cell != "rnn"
+        # gradients in their gate cache, the RNN's projection in its output, the output and
+        # input gradients batch-major.
         batch_major = ops.name == "cpu"
+        self.in_cache = batch_major and cell != "rnn"
+        self.proj_in_output = batch_major and cell == "rnn"
         x = rng.standard_normal((steps, n, features)).astype(dtype)
         g = rng.standard_normal((n, steps, dirs * hidden)).astype(dtype)
         self.x = ops.to_device(x)
@@ -465,7 +467,8 @@ class _Step:
             self.grad_inputs = [ops.empty(inp.shape, dtype) for inp in self.inputs]
         self.proj = self.d_ih = self.d_hh = None
         if not self.in_cache:
-            self.proj = ops.empty((steps, n, gh), dtype)
+            if not self.proj_in_output:
+                self.proj = ops.empty((steps, n, gh), dtype)
             self.d_ih = ops.empty((steps, n, gh), dtype)
             self.d_hh = ops.empty((steps, n, gh), dtype) if cell == "gru" else self.d_ih
         self.optimizer_step, self.optimizer_name = _optimizer(ops, self.flat_params,
@@ -477,6 +480,9 @@ class _Step:
     def _gate_buffers(self, layer, direction):
         """``(proj, d_ih, d_hh)`` of one layer and direction (views of its cache when
         ``in_cache``, as :class:`~rnnumba.Recurrent` spends them)."""
+        if self.proj_in_output:
+            columns = slice(direction * self.hidden, (direction + 1) * self.hidden)
+            return self.outputs[layer][:, :, columns], self.d_ih, self.d_hh
         if not self.in_cache:
             return self.proj, self.d_ih, self.d_hh
         cache = self.caches[layer][direction]

@@ -176,7 +176,8 @@ def test_cpu_phases_compute_what_recurrent_computes(cell):
                   num_layers=2, bidirectional=True, dtype="float64")
     common, kernels = backend.cell_kernels("cpu", cell)
     step = profiling._Step(profiling._CpuOps(), common, kernels, config, random_state=0)
-    assert step.in_cache == (cell != "rnn") and (step.proj is None) == step.in_cache
+    assert step.in_cache == (cell != "rnn") and step.proj_in_output == (cell == "rnn")
+    assert step.proj is None  # no projection buffer: into the cache or the output
     assert not step.grad_out.flags.c_contiguous  # the view of a batch-major array
     rec = rnnumba.Recurrent(cell=cell, input_size=2, hidden_size=4, num_layers=2,
                             bidirectional=True, dtype="float64")

@@ -478,17 +478,15 @@ class _Step:
         return self.placeholder if states is None else states[k]
 
     def _gate_buffers(self, layer, direction):
-        """``(proj, d_ih, d_hh)`` of one layer and direction (views of its cache when
-        ``in_cache``, as :class:`~rnnumba.Recurrent` spends them)."""
-        if self.proj_in_output:
-            columns = slice(direction * self.hidden, (direction + 1) * self.hidden)
-            return self.outputs[layer][:, :, columns], self.d_ih, self.d_hh
-        if not self.in_cache:
+        """``(proj, d_ih, d_hh)`` of one layer and direction: on the CPU where
+        :class:`~rnnumba.Recurrent` keeps them when it spends its activations, else (and for
+        the RNN's gate gradients) buffers of their own."""
+        if not (self.in_cache or self.proj_in_output):
             return self.proj, self.d_ih, self.d_hh
-        cache = self.caches[layer][direction]
-        gates = cache[:, :, :self.kernels.GATES * self.hidden]
-        recurrent = cache[:, :, gates.shape[2]:] if self.cell == "gru" else gates
-        return gates, gates, recurrent
+        proj, d_ih, d_hh = self.common.in_place_buffers(
+            self.cell, self.caches[layer][direction], self.outputs[layer],
+            direction * self.hidden, self.hidden)
+        return proj, self.d_ih if d_ih is None else d_ih, self.d_hh if d_hh is None else d_hh
 
     def _weights(self, views, layer, direction):
         suffix = f"_l{layer}" + ("_reverse" if direction else "")

@@ -195,7 +195,6 @@ class Recurrent:
         lstm = self.cell == "lstm"
         h_n = np.empty((layers * dirs, n_seq, hidden), dtype=self.dtype)
         c_n = np.empty_like(h_n) if lstm else None
-        width = kernels.GATES * hidden
         act = NONLINEARITIES[self.nonlinearity]
         layer_input = np.ascontiguousarray(X.transpose(1, 0, 2))
         inputs, outputs, caches, masks = [], [], [], []
@@ -206,10 +205,9 @@ class Recurrent:
                 k = layer * dirs + direction
                 weights = self._layer_weights(layer, direction)
                 cache = np.empty((steps, n_seq, kernels.cache_width(hidden)), dtype=self.dtype)
-                # The input is projected straight into what the recurrence writes over it
-                # (kernel contract): the LSTM's and GRU's gate cache, the RNN's output.
-                layer_proj = (out[:, :, direction * hidden:(direction + 1) * hidden]
-                              if self.cell == "rnn" else cache[:, :, :width])
+                # The input is projected straight into what the recurrence writes over it.
+                layer_proj, _, _ = common.in_place_buffers(self.cell, cache, out,
+                                                           direction * hidden, hidden)
                 common.project_input(layer_input, weights["weight_ih"], weights["bias_ih"],
                                      layer_proj)
                 kernels.forward_sequence(
@@ -328,10 +326,10 @@ class Recurrent:
                 weights = self._layer_weights(layer, direction)
                 grads = self._layer_weights(layer, direction, self._grads)
                 cache = acts["caches"][layer][direction]
-                d_in = cache[:, :, :width] if over_cache else d_ih
-                d_rec = d_in
-                if self.cell == "gru":
-                    d_rec = cache[:, :, width:] if over_cache else d_hh
+                _, d_in, d_rec = (common.in_place_buffers(self.cell, cache,
+                                                          acts["outputs"][layer],
+                                                          direction * hidden, hidden)
+                                  if over_cache else (None, d_ih, d_hh))
                 kernels.backward_sequence(
                     weights["weight_hh"], weights["bias_hh"], h0[k], self._cell_state(c0, k),
                     lengths, direction == 1, act, acts["outputs"][layer], direction * hidden,

@@ -37,6 +37,18 @@ def project_input(x, w_ih, b_ih, proj):
     _split(block, rows, x.shape[2] * proj.shape[2])
 
 
+def in_place_buffers(cell, cache, out, col, hidden):
+    """``(proj, d_ih, d_hh)`` of one layer and direction without buffers of their own
+    (kernel contract): the projection goes into what the recurrence writes over it (the
+    LSTM's and GRU's gate columns of ``cache``, the RNN's output columns), and, once the
+    activations are spent, the gate gradients over the gate cache (the GRU's ``d_hh`` over
+    its last ``H`` columns). None where a buffer is needed: the RNN's gate gradients."""
+    if cell == "rnn":
+        return out[:, :, col:col + hidden], None, None
+    gates = cache[:, :, :cache.shape[2] - hidden]  # LSTM: c follows; GRU: W_hn h + b_hn
+    return gates, gates, cache[:, :, gates.shape[2]:] if cell == "gru" else gates
+
+
 def _whole_rows(view):
     """``view`` ``(T, N, K)``, C-contiguous or the first ``K`` columns of a C-contiguous
     ``(T, N, W)`` array (the gate columns of the cache), as the C-contiguous ``(T*N, W)``

@@ -29,6 +29,7 @@ def _blas_threads():
 def split_everything(monkeypatch):
     """Split even tiny batches and GEMMs, and record the blocks of every split call."""
     monkeypatch.setattr(_threads, "LOOP_MIN_ROWS", 1)
+    monkeypatch.setattr(_threads, "LOOP_MIN_BLOCK_WORK", 1)
     monkeypatch.setattr(_threads, "GEMM_MIN_BLOCK_MACS", 1)
     import rnnumba.kernels.cpu.common as common
     seen = []
@@ -62,6 +63,18 @@ def test_row_blocks_cover_the_rows_in_near_equal_blocks():
     assert _threads.row_blocks(15, 4, 8) == [(0, 15)]     # too few rows to share
     assert _threads.row_blocks(100, 1, 8) == [(0, 100)]   # one thread
     assert _threads.row_blocks(5, 8, 1) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+
+
+def test_time_loops_split_only_with_enough_work_per_thread():
+    # (steps, batch, gate columns, hidden): the benchmark's small size, 32 units
+    assert _threads.loop_blocks(50, 32, 128, 32, 2) == [(0, 16), (16, 32)]   # LSTM: 9.8M
+    assert _threads.loop_blocks(50, 32, 96, 32, 2) == [(0, 32)]              # GRU: 7.4M
+    assert _threads.loop_blocks(50, 32, 32, 32, 2) == [(0, 32)]              # RNN: 2.5M
+    # enough work for 3 of 4 threads; rows still limit a large loop over a small batch
+    assert _threads.loop_blocks(50, 64, 96, 32, 4) == [(0, 21), (21, 42), (42, 64)]  # 14.7M
+    assert _threads.loop_blocks(100, 15, 2048, 512, 4) == [(0, 15)]
+    assert _threads.loop_blocks(100, 64, 2048, 512, 4) == [(0, 16), (16, 32), (32, 48), (48, 64)]
+    assert _threads.loop_blocks(100, 64, 2048, 512, 1) == [(0, 64)]
 
 
 @pytest.mark.parametrize("cell, nonlinearity", CELLS, ids=["rnn-tanh", "rnn-relu", "lstm", "gru"])
@@ -142,10 +155,12 @@ def _forward_in_child(queue):
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
                     reason="the platform has no fork()")
-def test_a_forked_child_runs_the_split_loops():
+def test_a_forked_child_runs_the_split_loops(monkeypatch):
+    monkeypatch.setattr(_threads, "LOOP_MIN_BLOCK_WORK", 1)  # inherited by the child
     rec = Recurrent(cell="gru", input_size=I, hidden_size=H, random_state=0)
     with threadpool_limits(limits=2, user_api="blas"):
-        expected, _ = rec.forward(np.ones((64, T, I)))  # the parent's thread pool now exists
+        expected, _ = rec.forward(np.ones((64, T, I)))
+    assert _threads._executor is not None  # the parent's thread pool now exists
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_forward_in_child, args=(queue,))

@@ -22,6 +22,16 @@ import threading
 #: Fewest batch rows a thread's time loop gets: below this its per-step GEMM is too small.
 LOOP_MIN_ROWS = 8
 
+#: Least work (``loop_work``) a thread's time loop gets. A split loop costs two thread
+#: hand-offs, 65-100 us together on a 2-vCPU VM, and the second core does not double the
+#: elementwise passes: at 32 units the RNN's and GRU's forward+backward took 14-33% longer
+#: split than on one thread at 16-32 rows, and split loops only won from about 4M per
+#: thread on (``docs/design.md``, "Threads").
+LOOP_MIN_BLOCK_WORK = 1 << 22
+
+#: Elementwise cost of a gate column, in per-step multiply-adds, for ``loop_work``.
+_ELEMENTWISE_MACS = 16
+
 #: Fewest multiply-adds a thread's share of a GEMM outside the loop gets: handing work to
 #: another thread costs tens of microseconds, as much as a small product itself.
 GEMM_MIN_BLOCK_MACS = 1 << 23
@@ -71,15 +81,32 @@ def run_blocks(work, blocks):
             future.result()
 
 
-def run_over_rows(row_kernel, batch, step_macs, *args):
+def loop_work(steps, batch, gate_columns, hidden):
+    """Work of a time loop in multiply-adds: the per-step products (``gate_columns`` by
+    ``hidden`` per row) plus the elementwise passes counted as ``_ELEMENTWISE_MACS`` each
+    gate column."""
+    return steps * batch * gate_columns * (hidden + _ELEMENTWISE_MACS)
+
+
+def loop_blocks(steps, batch, gate_columns, hidden, threads):
+    """Row blocks of a time loop: one per thread, each with at least ``LOOP_MIN_ROWS`` rows
+    and ``LOOP_MIN_BLOCK_WORK`` of work (a single block for small loops)."""
+    work = loop_work(steps, batch, gate_columns, hidden)
+    by_work = max(1, work // LOOP_MIN_BLOCK_WORK)
+    return row_blocks(batch, min(threads, by_work), LOOP_MIN_ROWS)
+
+
+def run_over_rows(row_kernel, loop, *args):
     """A time loop split over the batch: ``row_kernel(*args, start, stop)`` per block.
 
-    ``step_macs`` (multiply-adds of the whole batch's per-step GEMM) decides whether a loop
-    that cannot be split gives BLAS its threads back for its per-step products.
+    ``loop`` is ``(steps, batch, gate_columns, hidden)``: its work decides the blocks, and
+    the per-step GEMM (``batch`` by ``gate_columns`` by ``hidden``) whether a loop that is
+    not split gives BLAS its threads back for its per-step products.
     """
+    steps, batch, gate_columns, hidden = loop
     with single_threaded_blas() as threads:
-        blocks = row_blocks(batch, threads, LOOP_MIN_ROWS)
-        if len(blocks) == 1 and step_macs > SERIAL_STEP_MAX_MACS:
+        blocks = loop_blocks(steps, batch, gate_columns, hidden, threads)
+        if len(blocks) == 1 and batch * gate_columns * hidden > SERIAL_STEP_MAX_MACS:
             _restore_blas_threads()
         run_blocks(lambda start, stop: row_kernel(*args, start, stop), blocks)
 

@@ -23,7 +23,7 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
     rec = np.empty((batch, GATES * hid), dtype=proj.dtype)
     w_hh_t, transposed = step_weights(w_hh)
     proj, over_cache = through_cache(proj, cache)
-    run_over_rows(_forward_rows, batch, batch * GATES * hid * hid, proj, over_cache, w_hh, w_hh_t,
+    run_over_rows(_forward_rows, (steps, batch, GATES * hid, hid), proj, over_cache, w_hh, w_hh_t,
                   transposed, b_hh, h0, c0, lengths, reverse, out, col, cache, h_n, c_n, rec)
 
 
@@ -37,7 +37,7 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     w_hh_t, transposed = step_weights(w_hh)
     d_ih, over_cache = through_cache(d_ih, cache)
     grad_out, batch_major = time_major_view(grad_out)
-    run_over_rows(_backward_rows, batch, batch * GATES * hid * hid, w_hh, w_hh_t, transposed, h0,
+    run_over_rows(_backward_rows, (steps, batch, GATES * hid, hid), w_hh, w_hh_t, transposed, h0,
                   c0, lengths, reverse, out, col, cache, grad_out, batch_major, grad_h_n, grad_c_n,
                   d_ih, over_cache, grad_h0, grad_c0, dh_rec)
 

@@ -23,7 +23,7 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
     rec = np.empty((batch, hidden), dtype=proj.dtype)
     w_hh_t, transposed = step_weights(w_hh)
     proj, over_out = through_cache(proj, out)
-    run_over_rows(_forward_rows, batch, batch * hidden * hidden, proj, over_out, w_hh, w_hh_t,
+    run_over_rows(_forward_rows, (steps, batch, hidden, hidden), proj, over_out, w_hh, w_hh_t,
                   transposed, b_hh, h0, lengths, reverse, act, out, col, h_n, rec)
 
 
@@ -35,7 +35,7 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     dh_rec = np.empty((batch, hidden), dtype=out.dtype)
     w_hh_t, transposed = step_weights(w_hh)
     grad_out, batch_major = time_major_view(grad_out)
-    run_over_rows(_backward_rows, batch, batch * hidden * hidden, w_hh, w_hh_t, transposed, h0,
+    run_over_rows(_backward_rows, (steps, batch, hidden, hidden), w_hh, w_hh_t, transposed, h0,
                   lengths, reverse, act, out, col, grad_out, batch_major, grad_h_n, d_ih, grad_h0,
                   dh_rec)
 

@@ -22,9 +22,9 @@ import threading
 #: Fewest batch rows a thread's time loop gets: below this its per-step GEMM is too small.
 LOOP_MIN_ROWS = 8
 
-#: Least work (``loop_work``) a thread's time loop gets. A split loop costs two thread
-#: hand-offs, 65-100 us together on a 2-vCPU VM, and the second core does not double the
-#: elementwise passes: at 32 units the RNN's and GRU's forward+backward took 14-33% longer
+#: Least work (``loop_work``) a thread's time loop gets. Handing a block to another thread
+#: and waiting for it cost 65-100 us on a 2-vCPU VM, and the second core does not double the
+#: elementwise passes: at 32 units the RNN's and GRU's forward+backward took 10-33% longer
 #: split than on one thread at 16-32 rows, and split loops only won from about 4M per
 #: thread on (``docs/design.md``, "Threads").
 LOOP_MIN_BLOCK_WORK = 1 << 22

@@ -2,12 +2,17 @@
 
 Splitting must not change results beyond rounding, must actually happen (the split is
 observed, not assumed), must follow the BLAS thread count the user set, must leave that
-count as it was, and must survive a fork and callers in several threads.
+count as it was, and must survive a fork and callers in several threads, with the time
+loops on Python threads and in a prange on Numba's TBB layer alike.
 """
 
+import functools
 import multiprocessing
+import subprocess
+import sys
 import threading
 
+import numba
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -25,22 +30,53 @@ def _blas_threads():
     return sorted(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
 
 
-@pytest.fixture
-def split_everything(monkeypatch):
-    """Split even tiny batches and GEMMs, and record the blocks of every split call."""
-    monkeypatch.setattr(_threads, "LOOP_MIN_ROWS", 1)
-    monkeypatch.setattr(_threads, "LOOP_MIN_BLOCK_WORK", 1)
-    monkeypatch.setattr(_threads, "GEMM_MIN_BLOCK_MACS", 1)
+@functools.lru_cache(maxsize=None)
+def _tbb_available():
+    """Whether Numba starts its TBB layer when asked for it, in a fresh interpreter."""
+    code = ("import numba, numpy as np\n"
+            "numba.config.THREADING_LAYER = 'tbb'\n"
+            "numba.njit(parallel=True)(lambda a: a + 1)(np.ones(2))\n"
+            "print(numba.threading_layer())")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    return run.returncode == 0 and run.stdout.strip() == "tbb"
+
+
+class Splits(list):
+    """Blocks of every split call; ``in_prange``: those of the time loops run in a prange."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_prange = []
+
+
+@pytest.fixture(params=["python-threads", "prange"])
+def split_everything(request, monkeypatch):
+    """Split even tiny batches and GEMMs, the time loops through Python threads or through a
+    prange in Numba's TBB layer, and record the blocks of every split call."""
+    in_prange = request.param == "prange"
+    if in_prange and not _threads._numba_layer_is_tbb():
+        pytest.skip("Numba's TBB threading layer is not available here")
+    monkeypatch.setattr(_threads, "PRANGE_LOOPS", in_prange)
+    for name in ("LOOP_MIN_ROWS", "LOOP_MIN_BLOCK_WORK", "PRANGE_MIN_BLOCK_WORK",
+                 "GEMM_MIN_BLOCK_MACS"):
+        monkeypatch.setattr(_threads, name, 1)
     import rnnumba.kernels.cpu.common as common
-    seen = []
-    original = _threads.run_blocks
+    seen = Splits()
+    original, original_prange = _threads.run_blocks, _threads.run_in_prange
 
     def recording(work, blocks):
         seen.append(list(blocks))
         return original(work, blocks)
 
+    def recording_prange(block_kernel, blocks, args):
+        seen.append(list(blocks))
+        seen.in_prange.append(list(blocks))
+        return original_prange(block_kernel, blocks, args)
+
     monkeypatch.setattr(_threads, "run_blocks", recording)
     monkeypatch.setattr(common, "run_blocks", recording)
+    monkeypatch.setattr(_threads, "run_in_prange", recording_prange)
     return seen
 
 
@@ -75,12 +111,22 @@ def test_time_loops_split_only_with_enough_work_per_thread():
     assert _threads.loop_blocks(100, 15, 2048, 512, 4) == [(0, 15)]
     assert _threads.loop_blocks(100, 64, 2048, 512, 4) == [(0, 16), (16, 32), (32, 48), (48, 64)]
     assert _threads.loop_blocks(100, 64, 2048, 512, 1) == [(0, 64)]
+    # through Numba's TBB layer a hand-off costs less: the GRU's small loop splits too
+    cheap = _threads.PRANGE_MIN_BLOCK_WORK
+    assert _threads.loop_blocks(50, 32, 128, 32, 2, cheap) == [(0, 16), (16, 32)]
+    assert _threads.loop_blocks(50, 32, 96, 32, 2, cheap) == [(0, 16), (16, 32)]
+    assert _threads.loop_blocks(50, 32, 32, 32, 2, cheap) == [(0, 32)]
 
 
 @pytest.mark.parametrize("cell, nonlinearity", CELLS, ids=["rnn-tanh", "rnn-relu", "lstm", "gru"])
 def test_split_over_threads_gives_the_serial_results(cell, nonlinearity, split_everything):
     rec, X, output, state, grads = _run(cell, nonlinearity, threads=3)
     assert any(len(blocks) == 3 for blocks in split_everything), split_everything
+    if _threads.PRANGE_LOOPS:  # every time loop went through the prange, split
+        assert len(split_everything.in_prange) == 8  # 2 layers x 2 directions x fwd, bwd
+        assert all(len(blocks) == 3 for blocks in split_everything.in_prange)
+    else:
+        assert not split_everything.in_prange
     split_everything.clear()
     _, _, output1, state1, grads1 = _run(cell, nonlinearity, threads=1)
     assert all(len(blocks) == 1 for blocks in split_everything)
@@ -99,20 +145,26 @@ def test_split_over_threads_gives_the_serial_results(cell, nonlinearity, split_e
 
 def test_blas_is_single_threaded_inside_and_restored_after(split_everything):
     inside = []
-    original = _threads.run_blocks
+    original, original_prange = _threads.run_blocks, _threads.run_in_prange
 
     def spying(work, blocks):
         inside.append(_blas_threads())
         return original(work, blocks)
 
-    _threads.run_blocks = spying  # undone by the fixture's monkeypatch of the same name
+    def spying_prange(block_kernel, blocks, args):
+        inside.append(_blas_threads())
+        return original_prange(block_kernel, blocks, args)
+
+    # undone by the fixture's monkeypatches of the same names
+    _threads.run_blocks, _threads.run_in_prange = spying, spying_prange
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads()
         rec = Recurrent(cell="lstm", input_size=I, hidden_size=H, random_state=0)
         rec.forward(np.ones((N, T, I)))
         rec.backward()
         after = _blas_threads()
-    assert inside and all(set(counts) == {1} for counts in inside)
+    assert len(inside) == 2  # the forward and backward time loops
+    assert all(set(counts) == {1} for counts in inside)
     assert before == after == [2] * len(before)
 
 
@@ -122,6 +174,55 @@ def test_thread_count_follows_the_blas_limit(split_everything):
     split_everything.clear()
     _run("gru", "tanh", threads=4, bidirectional=False, num_layers=1)
     assert max(len(blocks) for blocks in split_everything) == 4
+
+
+def test_prange_leaves_numba_thread_count_as_it_was(split_everything):
+    before = numba.get_num_threads()
+    _run("lstm", "tanh", threads=2)
+    assert numba.get_num_threads() == before
+
+
+def test_prange_only_under_numba_tbb_layer(monkeypatch):
+    def not_started():
+        raise ValueError("Threading layer is not initialized.")
+
+    monkeypatch.setattr(numba, "threading_layer", not_started)
+    for layer, priority, expected in [
+            ("default", ["tbb", "omp", "workqueue"], _tbb_available()),
+            ("default", ["omp", "tbb", "workqueue"], False),
+            ("tbb", ["omp", "tbb", "workqueue"], _tbb_available()),
+            ("safe", ["tbb", "omp", "workqueue"], _tbb_available()),
+            ("omp", ["tbb", "omp", "workqueue"], False),  # GNU OpenMP aborts forked children
+            ("workqueue", ["tbb", "omp", "workqueue"], False)]:  # not thread-safe
+        monkeypatch.setattr(numba.config, "THREADING_LAYER", layer)
+        monkeypatch.setattr(numba.config, "THREADING_LAYER_PRIORITY", priority)
+        assert _threads._numba_layer_is_tbb() == expected, (layer, priority)
+    for started in ("tbb", "omp", "workqueue"):  # once started, the layer decides
+        monkeypatch.setattr(numba, "threading_layer", lambda: started)
+        assert _threads._numba_layer_is_tbb() == (started == "tbb")
+    monkeypatch.setattr(_threads, "_layer_is_tbb", False)
+    assert not _threads.prange_loops()
+    monkeypatch.setattr(_threads, "PRANGE_LOOPS", True)
+    assert _threads.prange_loops()
+
+
+def test_time_loops_run_in_prange_when_numba_has_tbb(monkeypatch):
+    if not _tbb_available():
+        pytest.skip("Numba has no TBB layer here (TBB is a dependency on x86-64 only)")
+    monkeypatch.setattr(_threads, "_layer_is_tbb", None)  # decide afresh, by the layer
+    calls = []
+    original = _threads.run_in_prange
+
+    def recording(block_kernel, blocks, args):
+        calls.append(len(blocks))
+        return original(block_kernel, blocks, args)
+
+    monkeypatch.setattr(_threads, "run_in_prange", recording)
+    rec = Recurrent(cell="gru", input_size=I, hidden_size=32, dtype="float32", random_state=0)
+    with threadpool_limits(limits=2, user_api="blas"):
+        rec.forward(np.ones((64, 50, I), dtype=np.float32))  # 14.7M of work: splits
+    assert calls == [2]
+    assert numba.threading_layer() == "tbb"
 
 
 def test_callers_in_several_threads_get_their_own_results(split_everything):
@@ -155,12 +256,14 @@ def _forward_in_child(queue):
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
                     reason="the platform has no fork()")
-def test_a_forked_child_runs_the_split_loops(monkeypatch):
-    monkeypatch.setattr(_threads, "LOOP_MIN_BLOCK_WORK", 1)  # inherited by the child
+def test_a_forked_child_runs_the_split_loops(split_everything):
     rec = Recurrent(cell="gru", input_size=I, hidden_size=H, random_state=0)
     with threadpool_limits(limits=2, user_api="blas"):
         expected, _ = rec.forward(np.ones((64, T, I)))
-    assert _threads._executor is not None  # the parent's thread pool now exists
+    if _threads.PRANGE_LOOPS:
+        assert numba.threading_layer() == "tbb"  # the parent's TBB threads now exist
+    else:
+        assert _threads._executor is not None  # the parent's thread pool now exists
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_forward_in_child, args=(queue,))

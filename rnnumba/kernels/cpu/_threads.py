@@ -9,6 +9,12 @@ loop are split into row blocks the same way. OpenBLAS's own threads spin for a l
 after each call, and kept a core busy that the next phase (or PyTorch's threads in the same
 process) needed; with BLAS single-threaded during our calls they stay asleep.
 
+The time loops hand their blocks to Numba's threading layer (a ``prange`` over the blocks)
+when that layer is TBB, which is thread-safe and fork-safe and hands a block over in a few
+microseconds; otherwise, and for the GEMM phases (NumPy calls in Python), to a pool of
+Python threads, whose hand-off costs 65-100 us (``docs/design.md``, "Threads"). GNU
+OpenMP's layer is not used: it aborts forked children.
+
 The thread count is the BLAS thread count in force when a call starts, so
 ``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` and joblib's limits in its workers
 apply to rnnumba as they apply to NumPy.
@@ -19,6 +25,9 @@ import contextlib
 import os
 import threading
 
+import numba
+import numpy as np
+
 #: Fewest batch rows a thread's time loop gets: below this its per-step GEMM is too small.
 LOOP_MIN_ROWS = 8
 
@@ -28,6 +37,13 @@ LOOP_MIN_ROWS = 8
 #: split than on one thread at 16-32 rows, and split loops only won from about 4M per
 #: thread on (``docs/design.md``, "Threads").
 LOOP_MIN_BLOCK_WORK = 1 << 22
+
+#: ``LOOP_MIN_BLOCK_WORK`` for loops split through Numba's TBB layer, whose hand-off is cheap.
+PRANGE_MIN_BLOCK_WORK = 1 << 21
+
+#: Split time loops through Numba's threading layer: None decides by the layer
+#: (:func:`prange_loops`); True or False forces it.
+PRANGE_LOOPS = None
 
 #: Elementwise cost of a gate column, in per-step multiply-adds, for ``loop_work``.
 _ELEMENTWISE_MACS = 16
@@ -46,6 +62,7 @@ _entered = 0            # calls running now (they overlap when users run threads
 _saved_threads = []     # each library's thread count before the first of them
 _executor = None
 _executor_workers = 0
+_layer_is_tbb = None    # what prange_loops found, once
 
 
 def row_blocks(rows, threads, min_rows):
@@ -88,27 +105,82 @@ def loop_work(steps, batch, gate_columns, hidden):
     return steps * batch * gate_columns * (hidden + _ELEMENTWISE_MACS)
 
 
-def loop_blocks(steps, batch, gate_columns, hidden, threads):
+def loop_blocks(steps, batch, gate_columns, hidden, threads, min_block_work=None):
     """Row blocks of a time loop: one per thread, each with at least ``LOOP_MIN_ROWS`` rows
-    and ``LOOP_MIN_BLOCK_WORK`` of work (a single block for small loops)."""
+    and ``min_block_work`` of work (default ``LOOP_MIN_BLOCK_WORK``; a single block for
+    small loops)."""
+    if min_block_work is None:
+        min_block_work = LOOP_MIN_BLOCK_WORK
     work = loop_work(steps, batch, gate_columns, hidden)
-    by_work = max(1, work // LOOP_MIN_BLOCK_WORK)
+    by_work = max(1, work // min_block_work)
     return row_blocks(batch, min(threads, by_work), LOOP_MIN_ROWS)
 
 
-def run_over_rows(row_kernel, loop, *args):
+def run_over_rows(row_kernel, block_kernel, loop, *args):
     """A time loop split over the batch: ``row_kernel(*args, start, stop)`` per block.
 
-    ``loop`` is ``(steps, batch, gate_columns, hidden)``: its work decides the blocks, and
-    the per-step GEMM (``batch`` by ``gate_columns`` by ``hidden``) whether a loop that is
-    not split gives BLAS its threads back for its per-step products.
+    ``block_kernel(starts, stops, args)`` runs the row kernel over several blocks in a
+    ``prange`` (used when :func:`prange_loops`). ``loop`` is ``(steps, batch, gate_columns,
+    hidden)``: its work decides the blocks, and the per-step GEMM (``batch`` by
+    ``gate_columns`` by ``hidden``) whether a loop that is not split gives BLAS its threads
+    back for its per-step products.
     """
     steps, batch, gate_columns, hidden = loop
     with single_threaded_blas() as threads:
-        blocks = loop_blocks(steps, batch, gate_columns, hidden, threads)
+        in_prange = prange_loops()
+        blocks = loop_blocks(steps, batch, gate_columns, hidden, threads,
+                             PRANGE_MIN_BLOCK_WORK if in_prange else LOOP_MIN_BLOCK_WORK)
         if len(blocks) == 1 and batch * gate_columns * hidden > SERIAL_STEP_MAX_MACS:
             _restore_blas_threads()
-        run_blocks(lambda start, stop: row_kernel(*args, start, stop), blocks)
+        if in_prange and len(blocks) > 1:
+            run_in_prange(block_kernel, blocks, args)
+        else:
+            run_blocks(lambda start, stop: row_kernel(*args, start, stop), blocks)
+
+
+def run_in_prange(block_kernel, blocks, args):
+    """``block_kernel(starts, stops, args)`` with as many of Numba's threads as blocks (or
+    all it has); the calling thread's Numba thread count is restored afterwards."""
+    starts = np.array([start for start, _ in blocks], dtype=np.int64)
+    stops = np.array([stop for _, stop in blocks], dtype=np.int64)
+    saved = numba.get_num_threads()
+    numba.set_num_threads(min(len(blocks), numba.config.NUMBA_NUM_THREADS))
+    try:
+        block_kernel(starts, stops, args)
+    finally:
+        numba.set_num_threads(saved)
+
+
+def prange_loops():
+    """Whether time loops run their blocks through Numba's threading layer: ``PRANGE_LOOPS``
+    when set, else whether that layer is (or, not started yet, will be) TBB."""
+    global _layer_is_tbb
+    if PRANGE_LOOPS is not None:
+        return PRANGE_LOOPS
+    if _layer_is_tbb is None:
+        _layer_is_tbb = _numba_layer_is_tbb()
+    return _layer_is_tbb
+
+
+def _numba_layer_is_tbb():
+    try:
+        return numba.threading_layer() == "tbb"
+    except ValueError:  # no parallel kernel has run yet: which layer would Numba start?
+        pass
+    config = numba.config
+    if config.THREADING_LAYER == "default":
+        wanted = config.THREADING_LAYER_PRIORITY[0] == "tbb"
+    else:  # Numba tries TBB first for these
+        wanted = config.THREADING_LAYER in ("tbb", "safe", "threadsafe", "forksafe")
+    if not wanted:
+        return False
+    try:
+        from numba.np.ufunc import parallel
+        parallel._check_tbb_version_compatible()  # raises ImportError, as Numba then does
+        from numba.np.ufunc import tbbpool  # noqa: F401
+    except (ImportError, AttributeError):  # no TBB, or a Numba without this check
+        return False
+    return True
 
 
 def _enter():

@@ -59,11 +59,11 @@ def _spy(monkeypatch, mod, flag):
     seen = []
     original = mod.run_over_rows
 
-    def spy(row_kernel, block_kernel, loop, *args):
+    def spy(row_kernel, loop, *args):
         names = list(inspect.signature(row_kernel.py_func).parameters)
         if flag in names:
             seen.append(args[names.index(flag)])
-        return original(row_kernel, block_kernel, loop, *args)
+        return original(row_kernel, loop, *args)
 
     monkeypatch.setattr(mod, "run_over_rows", spy)
     return seen

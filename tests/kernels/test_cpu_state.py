@@ -61,10 +61,10 @@ def test_transposed_step_products_give_the_same_network(cell, nonlinearity, monk
     results, flags = [], []
 
     def spy(original):
-        def run_over_rows(row_kernel, block_kernel, loop, *args):
+        def run_over_rows(row_kernel, loop, *args):
             names = list(inspect.signature(row_kernel.py_func).parameters)
             flags.append(args[names.index("transposed")])
-            return original(row_kernel, block_kernel, loop, *args)
+            return original(row_kernel, loop, *args)
         return run_over_rows
 
     for module in (rnn, lstm, gru):

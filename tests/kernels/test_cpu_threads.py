@@ -69,10 +69,10 @@ def split_everything(request, monkeypatch):
         seen.append(list(blocks))
         return original(work, blocks)
 
-    def recording_prange(block_kernel, blocks, args):
+    def recording_prange(row_kernel, blocks, args):
         seen.append(list(blocks))
         seen.in_prange.append(list(blocks))
-        return original_prange(block_kernel, blocks, args)
+        return original_prange(row_kernel, blocks, args)
 
     monkeypatch.setattr(_threads, "run_blocks", recording)
     monkeypatch.setattr(common, "run_blocks", recording)
@@ -151,9 +151,9 @@ def test_blas_is_single_threaded_inside_and_restored_after(split_everything):
         inside.append(_blas_threads())
         return original(work, blocks)
 
-    def spying_prange(block_kernel, blocks, args):
+    def spying_prange(row_kernel, blocks, args):
         inside.append(_blas_threads())
-        return original_prange(block_kernel, blocks, args)
+        return original_prange(row_kernel, blocks, args)
 
     # undone by the fixture's monkeypatches of the same names
     _threads.run_blocks, _threads.run_in_prange = spying, spying_prange
@@ -213,9 +213,9 @@ def test_time_loops_run_in_prange_when_numba_has_tbb(monkeypatch):
     calls = []
     original = _threads.run_in_prange
 
-    def recording(block_kernel, blocks, args):
+    def recording(row_kernel, blocks, args):
         calls.append(len(blocks))
-        return original(block_kernel, blocks, args)
+        return original(row_kernel, blocks, args)
 
     monkeypatch.setattr(_threads, "run_in_prange", recording)
     rec = Recurrent(cell="gru", input_size=I, hidden_size=32, dtype="float32", random_state=0)

@@ -9,10 +9,6 @@ from ._fastmath import sigmoid, tanh
 #: Decorator for the time-loop kernels (cached on disk, GIL released).
 kernel = njit(**JIT_OPTIONS)
 
-#: Decorator for the kernels that run a time loop's row blocks in a ``prange``, one block
-#: per thread of Numba's threading layer (``_threads.run_in_prange``).
-block_kernel = njit(parallel=True, **JIT_OPTIONS)
-
 # The scalar gate math compiled for the CPU and inlined by Numba (too big for LLVM's own
 # inliner, and a call in the loop stops vectorisation). Numba
 # resolves only module-level names inside kernels, hence one name per function. Kernels

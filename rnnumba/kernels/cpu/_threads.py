@@ -28,6 +28,8 @@ import threading
 import numba
 import numpy as np
 
+from ._blocks import row_kernel_address, run_row_blocks
+
 #: Fewest batch rows a thread's time loop gets: below this its per-step GEMM is too small.
 LOOP_MIN_ROWS = 8
 
@@ -116,14 +118,13 @@ def loop_blocks(steps, batch, gate_columns, hidden, threads, min_block_work=None
     return row_blocks(batch, min(threads, by_work), LOOP_MIN_ROWS)
 
 
-def run_over_rows(row_kernel, block_kernel, loop, *args):
+def run_over_rows(row_kernel, loop, *args):
     """A time loop split over the batch: ``row_kernel(*args, start, stop)`` per block.
 
-    ``block_kernel(starts, stops, args)`` runs the row kernel over several blocks in a
-    ``prange`` (used when :func:`prange_loops`). ``loop`` is ``(steps, batch, gate_columns,
-    hidden)``: its work decides the blocks, and the per-step GEMM (``batch`` by
-    ``gate_columns`` by ``hidden``) whether a loop that is not split gives BLAS its threads
-    back for its per-step products.
+    ``loop`` is ``(steps, batch, gate_columns, hidden)``: its work decides the blocks, and
+    the per-step GEMM (``batch`` by ``gate_columns`` by ``hidden``) whether a loop that is
+    not split gives BLAS its threads back for its per-step products. Several blocks run in
+    a ``prange`` when :func:`prange_loops`, else on the pool of Python threads.
     """
     steps, batch, gate_columns, hidden = loop
     with single_threaded_blas() as threads:
@@ -133,20 +134,22 @@ def run_over_rows(row_kernel, block_kernel, loop, *args):
         if len(blocks) == 1 and batch * gate_columns * hidden > SERIAL_STEP_MAX_MACS:
             _restore_blas_threads()
         if in_prange and len(blocks) > 1:
-            run_in_prange(block_kernel, blocks, args)
+            run_in_prange(row_kernel, blocks, args)
         else:
             run_blocks(lambda start, stop: row_kernel(*args, start, stop), blocks)
 
 
-def run_in_prange(block_kernel, blocks, args):
-    """``block_kernel(starts, stops, args)`` with as many of Numba's threads as blocks (or
-    all it has); the calling thread's Numba thread count is restored afterwards."""
+def run_in_prange(row_kernel, blocks, args):
+    """``row_kernel(*args, start, stop)`` for each block in a ``prange``
+    (:func:`._blocks.run_row_blocks`) with as many of Numba's threads as blocks (or all it
+    has); the calling thread's Numba thread count is restored afterwards."""
+    address = row_kernel_address(row_kernel, args)
     starts = np.array([start for start, _ in blocks], dtype=np.int64)
     stops = np.array([stop for _, stop in blocks], dtype=np.int64)
     saved = numba.get_num_threads()
     numba.set_num_threads(min(len(blocks), numba.config.NUMBA_NUM_THREADS))
     try:
-        block_kernel(starts, stops, args)
+        run_row_blocks(address, starts, stops, args)
     finally:
         numba.set_num_threads(saved)
 

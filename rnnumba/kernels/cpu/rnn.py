@@ -1,9 +1,8 @@
 """Vanilla RNN (tanh or relu) on the CPU: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``."""
 
 import numpy as np
-from numba import prange
 
-from ._jit import block_kernel, kernel, rnn_point, rnn_point_backward
+from ._jit import kernel, rnn_point, rnn_point_backward
 from ._state import (copy_rows, copy_vector, optional_workspace, recurrent_gradient, shortest,
                      step_product, step_weights, through_cache, time_major_view)
 from ._threads import run_over_rows
@@ -25,8 +24,8 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
     w_hh_t, transposed = step_weights(w_hh)
     proj, over_out = through_cache(proj, out)
     loop = (steps, batch, hidden, hidden)
-    run_over_rows(_forward_rows, _forward_blocks, loop, proj, over_out, w_hh, w_hh_t,
-                  transposed, b_hh, h0, lengths, reverse, act, out, col, h_n, rec)
+    run_over_rows(_forward_rows, loop, proj, over_out, w_hh, w_hh_t, transposed, b_hh, h0, lengths,
+                  reverse, act, out, col, h_n, rec)
 
 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
@@ -38,23 +37,8 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     w_hh_t, transposed = step_weights(w_hh)
     grad_out, batch_major = time_major_view(grad_out)
     loop = (steps, batch, hidden, hidden)
-    run_over_rows(_backward_rows, _backward_blocks, loop, w_hh, w_hh_t, transposed, h0,
-                  lengths, reverse, act, out, col, grad_out, batch_major, grad_h_n, d_ih, grad_h0,
-                  dh_rec)
-
-
-@block_kernel
-def _forward_blocks(starts, stops, args):
-    """:func:`_forward_rows` over the row blocks ``starts[b]:stops[b]``, one per thread."""
-    for b in prange(starts.shape[0]):
-        _forward_rows(*args, starts[b], stops[b])
-
-
-@block_kernel
-def _backward_blocks(starts, stops, args):
-    """:func:`_backward_rows` over the row blocks ``starts[b]:stops[b]``, one per thread."""
-    for b in prange(starts.shape[0]):
-        _backward_rows(*args, starts[b], stops[b])
+    run_over_rows(_backward_rows, loop, w_hh, w_hh_t, transposed, h0, lengths, reverse, act, out,
+                  col, grad_out, batch_major, grad_h_n, d_ih, grad_h0, dh_rec)
 
 
 @kernel

@@ -7,8 +7,6 @@ the address the block kernel stays small, takes no row kernel as an argument (wh
 miss Numba's on-disk cache) and is shared by every cell and direction.
 """
 
-import threading
-
 from numba import njit, prange, types
 from numba._dispatcher import compute_fingerprint
 from numba.core import cgutils
@@ -16,8 +14,9 @@ from numba.extending import intrinsic
 
 from ..._config import JIT_OPTIONS
 
-_addresses = {}  # (row kernel, fingerprint of its arguments) -> address
-_lock = threading.Lock()
+# (row kernel, fingerprint of its arguments) -> address. No lock: two threads that miss
+# at once both ask Numba, whose compiler lock makes the second find the first's kernel.
+_addresses = {}
 
 
 def row_kernel_address(row_kernel, args):
@@ -26,14 +25,13 @@ def row_kernel_address(row_kernel, args):
     key = (row_kernel, compute_fingerprint(args))
     address = _addresses.get(key)
     if address is None:
-        with _lock:
-            signature = tuple(row_kernel.typeof_pyval(a) for a in args) + (types.int64,) * 2
-            result = row_kernel.overloads.get(signature)
-            if result is None:
-                row_kernel.compile(signature)
-                result = row_kernel.overloads[signature]
-            address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
-            _addresses[key] = address
+        signature = tuple(row_kernel.typeof_pyval(a) for a in args) + (types.int64,) * 2
+        result = row_kernel.overloads.get(signature)
+        if result is None:
+            row_kernel.compile(signature)
+            result = row_kernel.overloads[signature]
+        address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+        _addresses[key] = address
     return address
 
 

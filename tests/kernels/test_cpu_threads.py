@@ -206,6 +206,53 @@ def test_prange_only_under_numba_tbb_layer(monkeypatch):
     assert _threads.prange_loops()
 
 
+_NO_JIT_CHILD = """
+import sys
+import numpy as np
+from threadpoolctl import threadpool_limits
+from rnnumba import Recurrent
+from rnnumba.kernels.cpu import _threads
+_threads.PRANGE_LOOPS = True
+for name in ("LOOP_MIN_ROWS", "LOOP_MIN_BLOCK_WORK", "PRANGE_MIN_BLOCK_WORK"):
+    setattr(_threads, name, 1)
+blocks_seen = []
+run_blocks = _threads.run_blocks
+def recording(work, blocks):
+    blocks_seen.append(len(blocks))
+    return run_blocks(work, blocks)
+_threads.run_blocks = recording
+rec = Recurrent("gru", 3, 5, dtype="float64", random_state=0)
+X = np.random.default_rng(1).standard_normal((13, 6, 3))
+with threadpool_limits(limits=2, user_api="blas"):
+    out, _ = rec.forward(X)
+    grads = rec.backward(np.ones_like(out))
+np.savez(sys.argv[1], out=out, dx=grads["input"], dw=grads["weight_hh_l0"])
+print("BLOCKS", max(blocks_seen))
+"""
+
+
+def test_time_loops_leave_the_prange_to_compiled_kernels(tmp_path, monkeypatch):
+    """Under ``NUMBA_DISABLE_JIT`` the row kernels are Python functions, which have no
+    address for the prange to call: loops asked to split there split on Python threads,
+    with the compiled kernels' results."""
+    monkeypatch.setenv("NUMBA_DISABLE_JIT", "1")
+    result = tmp_path / "no_jit.npz"
+    child = subprocess.run([sys.executable, "-c", _NO_JIT_CHILD, str(result)],
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert "BLOCKS 2" in child.stdout
+    rec = Recurrent("gru", 3, 5, dtype="float64", random_state=0)
+    out, _ = rec.forward(np.random.default_rng(1).standard_normal((13, 6, 3)))
+    grads = rec.backward(np.ones_like(out))
+    saved = np.load(result)
+    np.testing.assert_allclose(saved["out"], out, atol=1e-12)
+    np.testing.assert_allclose(saved["dx"], grads["input"], atol=1e-12)
+    np.testing.assert_allclose(saved["dw"], grads["weight_hh_l0"], atol=1e-12)
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    monkeypatch.setattr(_threads, "PRANGE_LOOPS", True)
+    assert not _threads.prange_loops()
+
+
 def test_time_loops_run_in_prange_when_numba_has_tbb(monkeypatch):
     if not _tbb_available():
         pytest.skip("Numba has no TBB layer here (TBB is a dependency on x86-64 only)")

@@ -156,8 +156,11 @@ def run_in_prange(row_kernel, blocks, args):
 
 def prange_loops():
     """Whether time loops run their blocks through Numba's threading layer: ``PRANGE_LOOPS``
-    when set, else whether that layer is (or, not started yet, will be) TBB."""
+    when set, else whether that layer is (or, not started yet, will be) TBB. Never with
+    ``NUMBA_DISABLE_JIT``: the row kernels are then Python functions, with no address."""
     global _layer_is_tbb
+    if numba.config.DISABLE_JIT:
+        return False
     if PRANGE_LOOPS is not None:
         return PRANGE_LOOPS
     if _layer_is_tbb is None:

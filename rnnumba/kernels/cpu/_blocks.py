@@ -38,7 +38,8 @@ def row_kernel_address(row_kernel, args):
 @intrinsic
 def _call_rows(typingctx, address, args, start, stop):
     """``row_kernel(*args, start, stop)`` for the row kernel compiled at ``address`` with
-    exactly these argument types (Numba's calling convention; a raised error propagates)."""
+    exactly these argument types: the call Numba itself makes for a call by name, error
+    status included."""
     arg_types = tuple(args) + (start, stop)
 
     def codegen(context, builder, signature, values):

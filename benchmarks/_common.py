@@ -236,8 +236,9 @@ def activation_bytes(rec, batch, steps):
 
 
 def peak_training_memory(cell, size, num_layers=1, bidirectional=False):
-    """Peak bytes traced by ``tracemalloc`` during one training step (forward, backward,
-    Adam step), above what was allocated before it, with the activations for scale."""
+    """Peak bytes traced by ``tracemalloc`` during one training step (forward, backward
+    without the input gradient, as the estimators train, and an Adam step), above what was
+    allocated before it, with the activations for scale."""
     import tracemalloc
     rec, X, G = make_ours(cell, size, num_layers, bidirectional)
     from rnnumba.optim import Adam
@@ -245,7 +246,7 @@ def peak_training_memory(cell, size, num_layers=1, bidirectional=False):
 
     def step():
         rec.forward(X)
-        rec.backward(G)
+        rec.backward(G, input_grad=False)
         adam.step([rec.flat_params], [rec.flat_grads])
 
     step()  # compile / load kernels (and keep a previous step's activations, as a

@@ -1,4 +1,5 @@
-"""asv: memory of a training step (forward, backward, Adam step) of ``Recurrent``.
+"""asv: memory of a training step (forward, backward without the input gradient, Adam
+step) of ``Recurrent``.
 
 ``peakmem_*`` is asv's whole-process peak RSS; ``track_peak_over_activations`` is the
 training step's own peak as ``tracemalloc`` sees it (NumPy reports to it) divided by the

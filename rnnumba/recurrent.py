@@ -4,10 +4,11 @@ import numbers
 from collections.abc import Mapping
 
 import numpy as np
-from sklearn.utils import check_random_state
+from sklearn.utils import assert_all_finite, check_random_state
 
 from .backend import cell_kernels, resolve_device
 from .kernels.cpu._threads import single_threaded_blas
+from .kernels.cpu.chunks import backward_in_chunks, gate_gradient_buffer
 from .kernels.gates import ACT_RELU, ACT_TANH
 from .params import buffer_size, init_uniform, make_views, parameter_shapes
 
@@ -134,7 +135,7 @@ class Recurrent:
             if value.shape != shape:
                 raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, "
                                  f"expected {shape}")
-            if not np.all(np.isfinite(value)):
+            if not _all_finite(value):
                 raise ValueError(f"state_dict[{name!r}] contains NaN or infinity")
             arrays[name] = value
         for name, value in arrays.items():
@@ -164,7 +165,9 @@ class Recurrent:
         Returns
         -------
         output : ndarray of shape (N, T, D*hidden_size)
-            Zero past each sequence's end.
+            Zero past each sequence's end. A read-only view of the activations that
+            :meth:`backward` uses (not a copy, as PyTorch's ``batch_first`` output is a
+            transposed view); copy it to modify it.
         h_n : ndarray of shape (num_layers*D, N, hidden_size), or ``(h_n, c_n)`` for the LSTM
         """
         X = self._check_input(X)
@@ -176,7 +179,8 @@ class Recurrent:
     __call__ = forward
 
     def _forward_unchecked(self, X, lengths, hx=None):
-        """:meth:`forward` without validation: ``X`` C-contiguous of the network dtype,
+        """:meth:`forward` without validation: ``X`` of the network dtype, C-contiguous or an
+        output of :meth:`forward` (time-major storage),
         ``lengths`` int64 in ``0..T`` (0 passes the state through), ``hx`` checked or None."""
         if self.device == "cuda":
             return self._cuda_forward(X, lengths, hx)
@@ -196,7 +200,10 @@ class Recurrent:
         h_n = np.empty((layers * dirs, n_seq, hidden), dtype=self.dtype)
         c_n = np.empty_like(h_n) if lstm else None
         act = NONLINEARITIES[self.nonlinearity]
-        layer_input = np.ascontiguousarray(X.transpose(1, 0, 2))
+        # The time-major view of X, not a copy: project_input and weight_gradients copy it
+        # a chunk of steps at a time (kernel contract). A previous layer's output, as
+        # forward returns it, is already time-major.
+        layer_input = X.transpose(1, 0, 2)
         inputs, outputs, caches, masks = [], [], [], []
         for layer in range(layers):
             out = np.empty((steps, n_seq, dirs * hidden), dtype=self.dtype)
@@ -227,12 +234,15 @@ class Recurrent:
             masks.append(mask)
         self._activations = {"lengths": lengths, "h0": h0, "c0": c0, "inputs": inputs,
                              "outputs": outputs, "caches": caches, "masks": masks}
-        output = np.ascontiguousarray(outputs[-1].transpose(1, 0, 2))
+        # A read-only view of the activations, as PyTorch's batch_first output is a
+        # transposed view of its own: a copy would add a whole layer's outputs to the peak.
+        output = outputs[-1].transpose(1, 0, 2)
+        output.flags.writeable = False
         return output, ((h_n, c_n) if lstm else h_n)
 
     # ----------------------------------------------------------------- backward
     def backward(self, grad_output=None, grad_h_n=None, grad_c_n=None,
-                 retain_activations=False):
+                 retain_activations=False, input_grad=True):
         """Backpropagate through time from the latest :meth:`forward`.
 
         Parameters
@@ -245,20 +255,27 @@ class Recurrent:
             ``retain_graph``. By default they are consumed: the gate gradients are written
             over the gate cache, which saves memory, and a second ``backward`` needs a new
             :meth:`forward`.
+        input_grad : bool, default=True
+            Compute the gradient with respect to ``X``. ``False`` skips that GEMM and its
+            ``(N, T, input_size)`` array (``"input"`` is then None), as a training loop whose
+            input needs no gradient does (PyTorch: an input without ``requires_grad``).
 
         Returns
         -------
         dict
-            Every ``state_dict`` key mapped to its gradient, plus ``"input"`` (dX), ``"h0"``
-            and, for the LSTM, ``"c0"``. :attr:`flat_grads` holds the same weight gradients.
+            Every ``state_dict`` key mapped to its gradient, plus ``"input"`` (dX, or
+            None), ``"h0"`` and, for the LSTM, ``"c0"``. :attr:`flat_grads` holds the same
+            weight gradients.
         """
         acts = getattr(self, "_activations", None)
         if acts is None:
             raise RuntimeError(
                 "backward() needs the activations of a forward() call first; each forward() "
                 "allows one backward() unless backward(..., retain_activations=True)")
-        if not isinstance(retain_activations, (bool, np.bool_)):
-            raise TypeError(f"retain_activations must be a bool, got {retain_activations!r}")
+        for name, flag in (("retain_activations", retain_activations),
+                           ("input_grad", input_grad)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
         n_seq = acts["h0"].shape[1]
         steps = acts["outputs"][0].shape[0]
         out_shape = (n_seq, steps, self.num_directions * self.hidden_size)
@@ -269,7 +286,7 @@ class Recurrent:
             grad_c_n = self._check_grad(grad_c_n, state_shape, "grad_c_n")
         elif grad_c_n is not None:
             raise ValueError(f"grad_c_n applies to cell='lstm' only, not cell={self.cell!r}")
-        return self._backward_unchecked(grad_output, grad_h_n, grad_c_n,
+        return self._backward_unchecked(grad_output, grad_h_n, grad_c_n, bool(input_grad),
                                         retain_activations=bool(retain_activations))
 
     def _backward_unchecked(self, grad_output, grad_h_n, grad_c_n, need_input_grad=True,
@@ -307,9 +324,15 @@ class Recurrent:
         grad_c0 = np.empty_like(h0) if self.cell == "lstm" else None
         width = kernels.GATES * hidden
         # Spent activations take the gate gradients over their gate cache (kernel contract;
-        # the GRU's n-gate recurrent gradient over its last columns); the RNN has none.
-        over_cache = over_cache and self.cell != "rnn"
-        d_ih = None if over_cache else np.empty((steps, n_seq, width), dtype=self.dtype)
+        # the GRU's n-gate recurrent gradient over its last columns). The RNN has none: its
+        # BPTT runs a chunk of steps at a time into a buffer of that chunk (chunks module).
+        chunked = self.cell == "rnn"
+        over_cache = over_cache and not chunked
+        if chunked:
+            d_ih = gate_gradient_buffer(steps, n_seq, hidden, self.num_layers * dirs,
+                                        self.dtype)
+        else:
+            d_ih = None if over_cache else np.empty((steps, n_seq, width), dtype=self.dtype)
         d_hh = (np.empty((steps, n_seq, width), dtype=self.dtype)
                 if self.cell == "gru" and not over_cache else d_ih)
         # The kernels take time-major views of batch-major gradients (any strides, kernel
@@ -321,28 +344,33 @@ class Recurrent:
             # The first layer's input gradient is one more GEMM; training loops skip it.
             grad_input = (np.zeros((n_seq, steps, layer_input.shape[2]), dtype=self.dtype)
                           .transpose(1, 0, 2) if layer > 0 or need_input_grad else None)
+            out = acts["outputs"][layer]
             for direction in range(dirs):
                 k = layer * dirs + direction
+                col = direction * hidden
                 weights = self._layer_weights(layer, direction)
                 grads = self._layer_weights(layer, direction, self._grads)
+                if chunked:
+                    backward_in_chunks(weights, grads, layer_input, out, col, h0[k],
+                                       lengths, direction == 1, act, grad_layer_out,
+                                       grad_h_n[k], grad_h0[k], grad_input, d_ih)
+                    continue
                 cache = acts["caches"][layer][direction]
-                _, d_in, d_rec = (common.in_place_buffers(self.cell, cache,
-                                                          acts["outputs"][layer],
-                                                          direction * hidden, hidden)
+                _, d_in, d_rec = (common.in_place_buffers(self.cell, cache, out, col, hidden)
                                   if over_cache else (None, d_ih, d_hh))
                 kernels.backward_sequence(
                     weights["weight_hh"], weights["bias_hh"], h0[k], self._cell_state(c0, k),
-                    lengths, direction == 1, act, acts["outputs"][layer], direction * hidden,
-                    cache, grad_layer_out, grad_h_n[k], self._cell_state(grad_c_n, k), d_in,
-                    d_rec, grad_h0[k], self._cell_state(grad_c0, k))
-                common.weight_gradients(layer_input, acts["outputs"][layer], direction * hidden,
-                                        h0[k], lengths, direction == 1, d_in, d_rec,
-                                        weights["weight_ih"], grads["weight_ih"],
+                    lengths, direction == 1, act, out, col, cache, grad_layer_out, grad_h_n[k],
+                    self._cell_state(grad_c_n, k), d_in, d_rec, grad_h0[k],
+                    self._cell_state(grad_c0, k))
+                common.weight_gradients(layer_input, out, col, h0[k], lengths, direction == 1,
+                                        d_in, d_rec, weights["weight_ih"], grads["weight_ih"],
                                         grads["weight_hh"], grads["bias_ih"], grads["bias_hh"],
                                         grad_input)
             if layer > 0 and acts["masks"][layer - 1] is not None:
                 grad_input *= acts["masks"][layer - 1]
             grad_layer_out = grad_input
+        del d_ih, d_hh  # before the copies below: not both at the peak
         result = {name: view.copy() for name, view in self._grads.items()}
         result["input"] = None if grad_input is None else grad_input.transpose(1, 0, 2)
         result["h0"] = grad_h0
@@ -410,7 +438,7 @@ class Recurrent:
             raise ValueError("X holds no sequences (N == 0)")
         if steps == 0:
             raise ValueError("X has an empty time axis (T == 0)")
-        if not np.all(np.isfinite(X)):
+        if not _all_finite(X):
             raise ValueError("X contains NaN or infinity")
         return np.ascontiguousarray(X, dtype=self.dtype)
 
@@ -429,7 +457,7 @@ class Recurrent:
         if value.shape != shape:
             raise ValueError(f"{name} must have shape {shape} (num_layers*D, N, hidden_size), "
                              f"got {value.shape}")
-        if not np.all(np.isfinite(value)):
+        if not _all_finite(value):
             raise ValueError(f"{name} contains NaN or infinity")
         return np.ascontiguousarray(value, dtype=self.dtype)
 
@@ -480,6 +508,17 @@ def _numeric_array(value, name):
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
     return array
+
+
+def _all_finite(array):
+    """Whether ``array`` holds no NaN or infinity, checked without a flag per element:
+    scikit-learn sums first and looks at the elements only when the sum is not finite (a
+    flag array as large as a gradient was a quarter of the activations at the peak)."""
+    try:
+        assert_all_finite(array, allow_nan=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_lengths(lengths, n_seq, steps):

@@ -526,6 +526,58 @@ def test_backward_leaves_grad_output_alone_and_returns_a_fresh_input_gradient(ce
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_output_is_a_read_only_view_of_the_activations(cell):
+    """forward returns the activations backward uses, not a copy: writing to them raises
+    instead of changing the gradients, and the next forward leaves them as they were."""
+    rng = np.random.default_rng(9)
+    model = make_model(cell, num_layers=2, bidirectional=True)
+    X = rng.standard_normal((N, T, I))
+    out, _ = model.forward(X, RAGGED)
+    kept = out.copy()
+    assert out.shape == (N, T, 2 * H) and not out.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        out[0, 0, 0] = 1.0
+    model.backward(rng.standard_normal((N, T, 2 * H)))
+    model.forward(rng.standard_normal((N, T, I)))
+    np.testing.assert_array_equal(out, kept)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_backward_without_the_input_gradient(cell):
+    rng = np.random.default_rng(10)
+    model = make_model(cell, num_layers=2, bidirectional=True)
+    X = rng.standard_normal((N, T, I))
+    G = rng.standard_normal((N, T, 2 * H))
+    model.forward(X, RAGGED)
+    full = model.backward(G, retain_activations=True)
+    without = model.backward(G, input_grad=False)
+    assert full["input"] is not None and without["input"] is None
+    for key in full:
+        if key != "input":
+            np.testing.assert_array_equal(without[key], full[key], err_msg=key)
+    model.forward(X)
+    with pytest.raises(TypeError, match="input_grad"):
+        model.backward(G, input_grad="no")
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")
+def test_large_finite_gradients_pass_the_finiteness_check():
+    """The check sums first; a float32 sum that overflows must not reject finite values."""
+    model = make_model("rnn", dtype="float32")
+    X = np.ones((N, T, I), dtype=np.float32)
+    model.forward(X)
+    huge = np.full((N, T, H), 3e38, dtype=np.float32)
+    assert not np.isfinite(huge.sum())
+    model.backward(huge, retain_activations=True)
+    huge[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="grad_output contains NaN"):
+        model.backward(huge)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        model.forward(np.where(X > 0, np.inf, X))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_backward_none_means_zero(cell):
     rng = np.random.default_rng(6)
     model = make_model(cell, num_layers=2)

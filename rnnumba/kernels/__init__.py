@@ -22,7 +22,9 @@ gates per cell):
   ``(T, N, G*H)``, ``out`` and ``grad_out`` are ``(T, N, D*H)`` and this direction owns the
   columns ``col:col+H``. On the CPU, ``grad_out`` and ``grad_x`` may also be the time-major
   views (``a.transpose(1, 0, 2)``) of C-contiguous batch-major ``(N, T, ...)`` arrays, so
-  that the caller's output gradient and the input gradient it gets back are not copied.
+  that the caller's output gradient and the input gradient it gets back are not copied;
+  so may ``x``, the caller's input, which ``project_input`` and ``weight_gradients`` copy
+  into time-major order a chunk of steps at a time.
   Weights are in PyTorch's layout: ``w_ih`` ``(G*H, I)``, ``w_hh`` ``(G*H, H)``, biases
   ``(G*H,)``, gate order as PyTorch (LSTM i,f,g,o; GRU r,z,n).
 - ``lengths`` is ``int64 (N,)`` with values in ``0..T`` (validated by the caller; 0 is allowed
@@ -63,4 +65,10 @@ gates per cell):
   repeated calls accumulate); the caller zeroes them first. ``grad_x`` may be None when the
   input gradient is not needed (the first layer in training), which skips that GEMM.
 - Nothing allocates inside the time loop; large workspace comes from the caller.
+- The RNN, whose gate gradients have no cache to go over, also has
+  ``backward_chunks(w_hh, lengths, reverse, act, out, col, grad_out, grad_h_n, buffer,
+  grad_h0)`` on the CPU: BPTT ``len(buffer)`` steps at a time, yielding after each chunk so
+  that the caller runs ``weight_gradients`` on it (``cpu/chunks.py``) with the state before
+  the chunk as ``h0`` and the lengths clipped to it; a buffer of all ``T`` steps is
+  ``backward_sequence``.
 """

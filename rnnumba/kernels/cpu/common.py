@@ -18,23 +18,49 @@ from ._threads import row_blocks, run_blocks, single_threaded_blas
 #: made no difference to the whole phase on two).
 _INPUT_GRAD_ELEMENTS = 1 << 18
 _GATE_COLUMNS = 512
+#: Chunks of the time axis for the phases that would otherwise need memory for every step:
+#: staging a batch-major input in time-major order, and the RNN's gate gradients
+#: (:mod:`.chunks`). Each chunk holds about ``1 / TIME_CHUNKS`` of a layer's steps.
+TIME_CHUNKS = 10
 
 
 def project_input(x, w_ih, b_ih, proj):
-    """``proj = x @ w_ih.T + b_ih`` over all ``T*N`` rows (one GEMM, split by rows)."""
-    rows = x.shape[0] * x.shape[1]
-    x2 = x.reshape(rows, x.shape[2])
-    flat = proj.reshape(rows, proj.shape[2])
+    """``proj = x @ w_ih.T + b_ih`` over all ``T*N`` rows (one GEMM, split by whole steps).
+
+    ``x`` may be the time-major view of a C-contiguous batch-major array (the caller's
+    input, which is then not copied as a whole): each thread copies a chunk of steps at a
+    time (:func:`chunk_steps`) into time-major order for its GEMM.
+    """
+    steps, batch, features = x.shape
+    x2 = x.reshape(steps * batch, features) if x.flags.c_contiguous else None
+    flat = proj.reshape(steps * batch, proj.shape[2])
     full = _whole_rows(proj)
+    chunk = steps if x2 is not None else chunk_steps(steps)
 
-    def block(start, stop):
-        np.matmul(x2[start:stop], w_ih.T, out=flat[start:stop])
-        if full is None:
-            flat[start:stop] += b_ih
-        else:
-            add_to_leading_columns(full[start:stop], b_ih)
+    def block(first, last):
+        staged = None if x2 is not None else np.empty((min(chunk, last - first), batch,
+                                                      features), dtype=x.dtype)
+        for a in range(first, last, chunk):
+            b = min(a + chunk, last)
+            if staged is None:
+                source = x2[a * batch:b * batch]
+            else:
+                staged[:b - a] = x[a:b]
+                source = staged[:b - a].reshape((b - a) * batch, features)
+            np.matmul(source, w_ih.T, out=flat[a * batch:b * batch])
+            if full is None:
+                flat[a * batch:b * batch] += b_ih
+            else:
+                add_to_leading_columns(full[a * batch:b * batch], b_ih)
 
-    _split(block, rows, x.shape[2] * proj.shape[2])
+    _split(block, steps, batch * features * proj.shape[2])
+
+
+def chunk_steps(steps, layers=1):
+    """Steps per chunk where a phase works through the time axis a chunk at a time to bound
+    its memory: about ``1 / TIME_CHUNKS`` of the steps of ``layers`` layers and directions
+    (a buffer shared by several of them may be as large as that share of all of them)."""
+    return min(steps, max(1, -(-steps * layers // TIME_CHUNKS)))
 
 
 def in_place_buffers(cell, cache, out, col, hidden):
@@ -108,11 +134,13 @@ def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w
     shift = -batch if reverse else batch
     low, high = (0, rows - batch) if reverse else (batch, rows)
     # Each row's first step started from h0: t = 0, or its last step when reversed.
-    started = np.flatnonzero(lengths > 0)
-    first_steps = lengths[started] - 1 if reverse else np.zeros(started.size, dtype=np.int64)
-    first_rows = first_steps * batch + started
-    h0_started = h0[started]
-    ones = np.ones(rows, dtype=d_ih2.dtype)
+    if not reverse and lengths.all():
+        first_rows, h0_started = slice(0, batch), h0  # every row starts at t = 0: no copies
+    else:
+        started = np.flatnonzero(lengths)
+        first_steps = lengths[started] - 1 if reverse else 0
+        first_rows, h0_started = first_steps * batch + started, h0[started]
+    ones = _ones(rows, d_ih2.dtype)
 
     def gate_columns(first, last):
         cuts = set(range(first, last, _GATE_COLUMNS)) | {last}
@@ -138,14 +166,18 @@ def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w
             part = d_ih2[a * batch:b * batch] @ w_ih
             grad_x[a:b] += part.reshape(b - a, batch, part.shape[1])
 
-    weight_macs = rows * (x.shape[2] + hidden)
-    if grad_x is None:  # the caller does not need the input gradient
-        _split(gate_columns, gates, weight_macs)
-        return
-    # One block of gate columns and one of time steps per thread, in the same call.
+    macs = rows * gates * (x.shape[2] + hidden + (0 if grad_x is None else x.shape[2]))
     with single_threaded_blas() as threads:
-        count = _block_count(gates * weight_macs + rows * gates * x.shape[2], threads)
-        columns, time_steps = row_blocks(gates, count, 1), row_blocks(steps, count, 1)
+        count = _block_count(macs, threads)
+        if count == 1:
+            gate_columns(0, gates)
+            if grad_x is not None:
+                input_steps(0, steps)
+            return
+        # One block of gate columns and one of time steps per thread, in the same call
+        # (no time steps without an input gradient: the caller does not need it).
+        columns = row_blocks(gates, count, 1)
+        time_steps = [] if grad_x is None else row_blocks(steps, count, 1)
 
         def both(k, _):
             if k < len(columns):
@@ -154,6 +186,24 @@ def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w
                 input_steps(*time_steps[k])
 
         run_blocks(both, [(k, k + 1) for k in range(max(len(columns), len(time_steps)))])
+
+
+def _ones(length, dtype):
+    """A read-only vector of ``length`` ones (the column sums' GEMV), kept between calls up
+    to :data:`_KEPT_ONES` elements (a new one costs as much as the GEMV at small sizes)."""
+    if length > _KEPT_ONES:
+        return np.ones(length, dtype=dtype)
+    key = np.dtype(dtype)
+    ones = _ONES.get(key)
+    if ones is None or ones.shape[0] < length:
+        ones = np.ones(max(length, 1024), dtype=key)
+        ones.flags.writeable = False
+        _ONES[key] = ones
+    return ones[:length]
+
+
+_KEPT_ONES = 1 << 16
+_ONES = {}
 
 
 def _block_count(macs, threads):

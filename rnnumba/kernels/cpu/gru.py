@@ -36,7 +36,7 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
-    w_hh_t, transposed = step_weights(w_hh)
+    w_hh_t, transposed = step_weights(w_hh, backward=True)
     d_ih, over_cache = through_cache(d_ih, cache)
     if over_cache:
         if d_hh.shape != (steps, batch, hid) or not np.may_share_memory(d_hh, cache):
@@ -56,7 +56,7 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, lengths,
     step's projection goes through the gate columns of ``cache``, which the gates replace:
     copied there from ``proj``, or already there with ``over_cache`` (``proj`` unused)."""
     steps = cache.shape[0]
-    hid = w_hh_t.shape[0]
+    hid = w_hh.shape[1]
     copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
     rec_rows = rec[start:stop]

@@ -35,7 +35,7 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
     steps, batch, _ = out.shape
     hid = w_hh.shape[1]
     dh_rec = np.empty((batch, hid), dtype=out.dtype)
-    w_hh_t, transposed = step_weights(w_hh)
+    w_hh_t, transposed = step_weights(w_hh, backward=True)
     d_ih, over_cache = through_cache(d_ih, cache)
     grad_out, batch_major = time_major_view(grad_out)
     loop = (steps, batch, GATES * hid, hid)
@@ -51,7 +51,7 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, c0, leng
     step's projection goes through the gate columns of ``cache``, which the gates replace:
     copied there from ``proj``, or already there with ``over_cache`` (``proj`` unused)."""
     steps = cache.shape[0]
-    hid = w_hh_t.shape[0]
+    hid = w_hh.shape[1]
     copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
     copy_rows(c_n, c0, start, stop)

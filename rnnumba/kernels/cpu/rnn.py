@@ -31,14 +31,40 @@ def forward_sequence(proj, w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, 
 def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache,
                       grad_out, grad_h_n, grad_c_n, d_ih, d_hh, grad_h0, grad_c0):
     """BPTT of one layer and direction; writes ``d_ih`` only (``d_hh`` is the same)."""
+    for _ in backward_chunks(w_hh, lengths, reverse, act, out, col, grad_out, grad_h_n, d_ih,
+                             grad_h0):
+        pass
+
+
+def backward_chunks(w_hh, lengths, reverse, act, out, col, grad_out, grad_h_n, buffer,
+                    grad_h0):
+    """BPTT of one layer and direction ``len(buffer)`` steps at a time, in BPTT order.
+
+    Yields ``(first, last)`` once ``buffer[t - first]`` holds the gate gradients of each
+    step ``t`` in ``first:last`` and ``grad_h0`` the gradient at the state before them (at
+    ``h0`` after the last chunk). A buffer of all ``T`` steps makes one chunk
+    (:func:`backward_sequence`); a shorter one lets the caller take the weight gradients
+    chunk by chunk (:mod:`.chunks`) instead of keeping gate gradients for every step.
+    """
     steps, batch, _ = out.shape
     hidden = w_hh.shape[1]
+    chunk = buffer.shape[0]
+    if chunk == 0 or buffer.shape[1:] != (batch, hidden):
+        raise ValueError(f"gate gradient buffer of shape {buffer.shape} does not fit "
+                         f"({batch}, {hidden}) rows per step")
     dh_rec = np.empty((batch, hidden), dtype=out.dtype)
-    w_hh_t, transposed = step_weights(w_hh)
+    w_hh_t, transposed = step_weights(w_hh, backward=True)
     grad_out, batch_major = time_major_view(grad_out)
-    loop = (steps, batch, hidden, hidden)
-    run_over_rows(_backward_rows, loop, w_hh, w_hh_t, transposed, h0, lengths, reverse, act, out,
-                  col, grad_out, batch_major, grad_h_n, d_ih, grad_h0, dh_rec)
+    starts = range(0, steps, chunk)
+    carried = grad_h_n
+    # Against the direction of the recurrence: the forward one from its last chunk back.
+    for first in (starts if reverse else reversed(starts)):
+        last = min(first + chunk, steps)
+        run_over_rows(_backward_rows, (last - first, batch, hidden, hidden), w_hh, w_hh_t,
+                      transposed, lengths, reverse, act, out, col, grad_out, batch_major,
+                      carried, buffer, grad_h0, dh_rec, first, last)
+        carried = grad_h0
+        yield first, last
 
 
 @kernel
@@ -48,7 +74,7 @@ def _forward_rows(proj, over_out, w_hh, w_hh_t, transposed, b_hh, h0, lengths, r
     ``over_out`` each step's projection is read from the output it becomes (``proj``
     unused)."""
     steps = out.shape[0]
-    hidden = w_hh_t.shape[0]
+    hidden = w_hh.shape[1]
     copy_rows(h_n, h0, start, stop)
     h = h_n[start:stop]
     rec_rows = rec[start:stop]
@@ -66,19 +92,19 @@ def _forward_rows(proj, over_out, w_hh, w_hh_t, transposed, b_hh, h0, lengths, r
 
 
 @kernel
-def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, act, out, col, grad_out,
-                   batch_major, grad_h_n, d_ih, grad_h0, dh_rec, start, stop):
-    """The BPTT time loop over batch rows ``start:stop``; ``dh_rec`` is workspace."""
-    steps = out.shape[0]
+def _backward_rows(w_hh, w_hh_t, transposed, lengths, reverse, act, out, col, grad_out,
+                   batch_major, grad_h_n, d_ih, grad_h0, dh_rec, first, last, start, stop):
+    """The BPTT time loop over steps ``first:last`` and batch rows ``start:stop``; step
+    ``t``'s gate gradients go to ``d_ih[t - first]``; ``dh_rec`` is workspace."""
     hidden = w_hh.shape[1]
     copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]
     row_lengths = lengths[start:stop]
     work = optional_workspace(transposed, hidden, stop - start, dh_rec)
     all_active_until = shortest(row_lengths)
-    for s in range(steps):
-        t = s if reverse else steps - 1 - s
-        d_t = d_ih[t]
+    for s in range(last - first):
+        t = first + s if reverse else last - 1 - s
+        d_t = d_ih[t - first]
         for n in range(start, stop):
             if t < lengths[n]:
                 g_row = (grad_out[n, t, col:col + hidden] if batch_major

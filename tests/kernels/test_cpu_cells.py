@@ -119,7 +119,7 @@ def test_weight_gradients_match_the_numpy_reference(reverse, small_blocks, narro
 
     from rnnumba.kernels.cpu import _threads
     if small_blocks:
-        monkeypatch.setattr(common, "_GATE_COLUMNS", 5)
+        monkeypatch.setattr(common, "_GATE_COLUMNS", 5)  # the default column block
         monkeypatch.setattr(common, "_INPUT_GRAD_ELEMENTS", 2 * N * I)  # two steps at a time
         monkeypatch.setattr(_threads, "GEMM_MIN_BLOCK_MACS", 1)
     rng = np.random.default_rng(7)

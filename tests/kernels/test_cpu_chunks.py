@@ -41,7 +41,11 @@ def _zero_grads():
 @pytest.mark.parametrize("act", [0, 1], ids=["tanh", "relu"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("chunk", [1, 2, 3, T])
-def test_chunks_give_the_gradients_of_the_whole_sequence(reverse, act, chunk):
+@pytest.mark.parametrize("column_block", [None, 2], ids=["gates-whole", "gates-by-2"])
+def test_chunks_give_the_gradients_of_the_whole_sequence(reverse, act, chunk, column_block,
+                                                         monkeypatch):
+    if column_block is not None:  # each chunk's products a few gate columns at a time
+        monkeypatch.setattr(chunks, "chunk_column_block", lambda features, hidden: column_block)
     x, weights, h0, grad_out, grad_h_n = _data()
     out = _forward(x, weights, h0, reverse, act)
     # the whole sequence at once: BPTT into a buffer of every step, then the GEMMs
@@ -68,6 +72,15 @@ def test_chunks_give_the_gradients_of_the_whole_sequence(reverse, act, chunk):
     np.testing.assert_allclose(grad_x, expected_x, rtol=0, atol=1e-12)
     np.testing.assert_allclose(grad_h0, expected_h0, rtol=0, atol=1e-12)
     assert np.any(expected["weight_hh"] != 0.0)
+
+
+def test_chunk_column_block_bounds_each_products_temporary():
+    """Gate columns per product on a chunk: about ``CHUNK_PRODUCT_ELEMENTS`` elements of
+    temporary per thread, within ``[16, _GATE_COLUMNS]``."""
+    assert common.chunk_column_block(256, 512) == common.CHUNK_PRODUCT_ELEMENTS // 512 == 64
+    assert common.chunk_column_block(512, 128) == 64  # the wider of input and hidden
+    assert common.chunk_column_block(8, 32) == common._GATE_COLUMNS
+    assert common.chunk_column_block(1 << 20, 32) == 16
 
 
 def test_backward_chunks_yield_each_chunk_in_bptt_order():

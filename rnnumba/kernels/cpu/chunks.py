@@ -9,7 +9,7 @@ soon as it is done, the state each chunk started from standing in for ``h0``.
 
 import numpy as np
 
-from .common import chunk_steps, weight_gradients
+from .common import chunk_column_block, chunk_steps, weight_gradients
 from .rnn import backward_chunks
 
 
@@ -29,6 +29,7 @@ def backward_in_chunks(weights, grads, x, out, col, h0, lengths, reverse, act, g
     gradients (:func:`gate_gradient_buffer`). Adds into ``grads`` and ``grad_x`` (None:
     not needed), writes ``grad_h0``.
     """
+    column_block = chunk_column_block(x.shape[2], h0.shape[1])
     for first, last in backward_chunks(weights["weight_hh"], lengths, reverse, act, out, col,
                                        grad_out, grad_h_n, buffer, grad_h0):
         d = buffer[:last - first]
@@ -37,7 +38,7 @@ def backward_in_chunks(weights, grads, x, out, col, h0, lengths, reverse, act, g
                          _lengths_in(lengths, first, last), reverse, d, d,
                          weights["weight_ih"], grads["weight_ih"], grads["weight_hh"],
                          grads["bias_ih"], grads["bias_hh"],
-                         None if grad_x is None else grad_x[first:last])
+                         None if grad_x is None else grad_x[first:last], column_block)
 
 
 def _state_before(out, col, h0, lengths, reverse, first, last):

@@ -18,6 +18,10 @@ from ._threads import row_blocks, run_blocks, single_threaded_blas
 #: made no difference to the whole phase on two).
 _INPUT_GRAD_ELEMENTS = 1 << 18
 _GATE_COLUMNS = 512
+#: Elements of each thread's temporary weight-gradient product when the caller bounds them
+#: (``column_block``): the RNN's chunks (:mod:`.chunks`), whose products are small and
+#: whose temporaries would otherwise weigh as much as a chunk's gate gradients.
+CHUNK_PRODUCT_ELEMENTS = 1 << 15
 #: Chunks of the time axis for the phases that would otherwise need memory for every step:
 #: staging a batch-major input in time-major order, and the RNN's gate gradients
 #: (:mod:`.chunks`). Each chunk holds about ``1 / TIME_CHUNKS`` of a layer's steps.
@@ -109,20 +113,22 @@ def add_to_leading_columns(matrix, vector):
 
 
 def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh,
-                     grad_b_ih, grad_b_hh, grad_x):
+                     grad_b_ih, grad_b_hh, grad_x, column_block=None):
     """Add the weight, bias and input gradients of one layer and direction (GEMMs).
 
     ``grad_w_hh`` pairs each step's gate gradients with the state it started from: the
     output one step earlier (later when ``reverse``), read in place, and ``h0`` for each
     row's first step. The weight gradients are split by gate columns (each thread owns its
     rows of ``grad_w_*``: no partial sums, results independent of timing) and computed
-    ``_GATE_COLUMNS`` at a time; ``grad_x`` (any strides, e.g. a view of batch-major
-    storage) by whole time steps. ``d_hh`` may hold only its last gate columns (the GRU's
-    n gate), the others being ``d_ih``'s.
+    ``column_block`` at a time (default ``_GATE_COLUMNS``; each product's temporary has
+    that many rows); ``grad_x`` (any strides, e.g. a view of batch-major storage) by whole
+    time steps. ``d_hh`` may hold only its last gate columns (the GRU's n gate), the others
+    being ``d_ih``'s.
     """
     steps, batch = x.shape[0], x.shape[1]
     rows = steps * batch
     hidden = h0.shape[1]
+    column_block = column_block or _GATE_COLUMNS
     gates = d_ih.shape[2]
     d_ih2 = d_ih.reshape(rows, gates)
     d_hh2 = d_hh.reshape(rows, d_hh.shape[2])
@@ -143,7 +149,7 @@ def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w
     ones = _ones(rows, d_ih2.dtype)
 
     def gate_columns(first, last):
-        cuts = set(range(first, last, _GATE_COLUMNS)) | {last}
+        cuts = set(range(first, last, column_block)) | {last}
         if first < shared < last:
             cuts.add(shared)  # no chunk straddles the first column of a narrow d_hh
         bounds = sorted(cuts)
@@ -186,6 +192,12 @@ def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w
                 input_steps(*time_steps[k])
 
         run_blocks(both, [(k, k + 1) for k in range(max(len(columns), len(time_steps)))])
+
+
+def chunk_column_block(features, hidden):
+    """``column_block`` for :func:`weight_gradients` on a chunk of steps: temporaries of at
+    most about ``CHUNK_PRODUCT_ELEMENTS`` per thread (64 gate columns at 512 units)."""
+    return max(16, min(_GATE_COLUMNS, CHUNK_PRODUCT_ELEMENTS // max(features, hidden)))
 
 
 def _ones(length, dtype):

@@ -71,5 +71,7 @@ gates per cell):
   grad_h0)`` on the CPU: BPTT ``len(buffer)`` steps at a time, yielding after each chunk so
   that the caller runs ``weight_gradients`` on it (``cpu/chunks.py``) with the state before
   the chunk as ``h0`` and the lengths clipped to it; a buffer of all ``T`` steps is
-  ``backward_sequence``.
+  ``backward_sequence``. The CPU's ``weight_gradients`` takes an optional last argument,
+  ``column_block`` (gate columns per product), with which the chunks bound the temporary
+  products that would otherwise weigh as much as a chunk's gate gradients.
 """

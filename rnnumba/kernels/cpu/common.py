@@ -26,6 +26,10 @@ CHUNK_PRODUCT_ELEMENTS = 1 << 15
 #: staging a batch-major input in time-major order, and the RNN's gate gradients
 #: (:mod:`.chunks`). Each chunk holds about ``1 / TIME_CHUNKS`` of a layer's steps.
 TIME_CHUNKS = 10
+#: Fewest elements a chunk of a staged input holds (64 KiB of float32): a small input is
+#: staged whole, in one GEMM and one bias pass, where ten chunks of a few steps each cost
+#: more in calls than in arithmetic.
+STAGE_MIN_ELEMENTS = 1 << 14
 
 
 def project_input(x, w_ih, b_ih, proj):
@@ -33,13 +37,13 @@ def project_input(x, w_ih, b_ih, proj):
 
     ``x`` may be the time-major view of a C-contiguous batch-major array (the caller's
     input, which is then not copied as a whole): each thread copies a chunk of steps at a
-    time (:func:`chunk_steps`) into time-major order for its GEMM.
+    time (:func:`stage_steps`) into time-major order for its GEMM.
     """
     steps, batch, features = x.shape
     x2 = x.reshape(steps * batch, features) if x.flags.c_contiguous else None
     flat = proj.reshape(steps * batch, proj.shape[2])
     full = _whole_rows(proj)
-    chunk = steps if x2 is not None else chunk_steps(steps)
+    chunk = steps if x2 is not None else stage_steps(steps, batch, features)
 
     def block(first, last):
         staged = None if x2 is not None else np.empty((min(chunk, last - first), batch,
@@ -65,6 +69,12 @@ def chunk_steps(steps, layers=1):
     its memory: about ``1 / TIME_CHUNKS`` of the steps of ``layers`` layers and directions
     (a buffer shared by several of them may be as large as that share of all of them)."""
     return min(steps, max(1, -(-steps * layers // TIME_CHUNKS)))
+
+
+def stage_steps(steps, batch, features):
+    """Steps per chunk where :func:`project_input` stages a batch-major input: a
+    :func:`chunk_steps` share, and at least ``STAGE_MIN_ELEMENTS`` elements."""
+    return min(steps, max(chunk_steps(steps), STAGE_MIN_ELEMENTS // max(1, batch * features)))
 
 
 def in_place_buffers(cell, cache, out, col, hidden):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 from rnnumba.profiling import spread  # noqa: F401  (re-exported for the runner)
 
@@ -131,6 +132,31 @@ def torch_forward_backward(module, x, g):
         x.grad = None
         out, _ = module(x)
         out.backward(g)  # == (out * g).sum().backward(), without the extra product
+    return run
+
+
+#: Cells whose PyTorch CPU layer dispatches to oneDNN's fused RNN primitive (where torch
+#: was built with it): ``torch.nn.LSTM`` only. The runner times these a second time with
+#: oneDNN off, PyTorch's own per-step kernels, as RNN and GRU always run.
+ONEDNN_CELLS = ("lstm",)
+
+
+def torch_onednn():
+    """Whether PyTorch's CPU LSTM may use oneDNN here (built with it, and enabled)."""
+    import torch
+    return bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
+def without_onednn(fn):
+    """``fn`` run with PyTorch's oneDNN backend switched off for the call."""
+    import torch
+
+    def run():
+        with warnings.catch_warnings():
+            # torch warns, on each switch, that TF32 on oneDNN needs an Intel GPU
+            warnings.simplefilter("ignore", UserWarning)
+            with torch.backends.mkldnn.flags(enabled=False):
+                fn()
     return run
 
 

@@ -10,7 +10,9 @@ repeats (ours, torch, ours, torch, ... in rotating order); each sample is long e
 the timer (several calls where one is short). Medians and IQRs are per call. The ratio is
 ``torch_median / ours_median``: above 1 means rnnumba is faster. The machine's float32 GEMM
 rate (``np.matmul`` on 2048x2048 matrices, 2 BLAS threads) is measured once, and every
-forward+backward reports which fraction of it the GEMM FLOPs achieve.
+forward+backward reports which fraction of it the GEMM FLOPs achieve. PyTorch's CPU LSTM
+runs oneDNN's fused LSTM primitive where torch has it; the LSTM benchmarks also time it with
+oneDNN off (``torch_no_onednn``, ``ratio_no_onednn``) in the same interleaved repeats.
 
 Benchmarks (names are matched by ``--only``):
 
@@ -77,6 +79,8 @@ def run_time(args, opts, gemm):
         module, x, g = c.make_torch(rec, X, G)
         fns["torch"] = (c.torch_forward(module, x) if what == "forward"
                         else c.torch_forward_backward(module, x, g))
+        if cell in c.ONEDNN_CELLS and c.torch_onednn():
+            fns["torch_no_onednn"] = c.without_onednn(fns["torch"])
     else:
         torch_note = "torch not installed"
     stats = c.interleaved(fns, repeats=opts.repeats, warmup=opts.warmup,
@@ -97,6 +101,10 @@ def run_time(args, opts, gemm):
                                              if gemm else None)
     else:
         rec_out["ratio"] = None
+    if "torch_no_onednn" in stats:
+        rec_out["torch_no_onednn"] = stats["torch_no_onednn"]
+        rec_out["ratio_no_onednn"] = (stats["torch_no_onednn"]["median"]
+                                      / stats["ours"]["median"])
     return rec_out
 
 
@@ -257,6 +265,16 @@ def format_report(data):
         lines.append("ratio = torch median / ours median (>1: rnnumba faster); IQR as % of "
                      "the median; GFLOP/s counts GEMM FLOPs only")
         lines.append("")
+        native = [r for r in timed if r.get("torch_no_onednn")]
+        if native:
+            rows = [[r["name"], _ms(r["ours"]["median"]), _ms(r["torch"]["median"]),
+                     _ms(r["torch_no_onednn"]["median"]), _iqr_pct(r["torch_no_onednn"]),
+                     f"{r['ratio']:.2f}", f"{r['ratio_no_onednn']:.2f}"] for r in native]
+            lines += _table(["torch.nn.LSTM with and without oneDNN", "ours ms", "torch ms",
+                             "no oneDNN ms", "IQR", "ratio", "ratio no oneDNN"], rows)
+            lines.append("PyTorch's CPU LSTM runs oneDNN's fused LSTM primitive; with "
+                         "oneDNN off it runs its own per-step kernels, as its RNN and GRU do")
+            lines.append("")
     for r in data["results"]:
         if r.get("kind") == "fit" and not r.get("error"):
             if r.get("skipped"):
@@ -333,6 +351,7 @@ def _environment():
         import torch
         env["torch"] = torch.__version__
         env["torch_threads"] = c.TORCH_THREADS
+        env["torch_onednn"] = c.torch_onednn()
     return env
 
 

@@ -85,8 +85,14 @@ def test_runner_quick_writes_json(tmp_path):
         assert r["ours"]["median"] > 0 and r["ours"]["iqr"] >= 0
         if r["torch"] is not None:
             assert r["ratio"] == pytest.approx(r["torch"]["median"] / r["ours"]["median"])
+        if data["environment"].get("torch_onednn"):  # the LSTM timed with oneDNN off too
+            assert r["ratio_no_onednn"] == pytest.approx(r["torch_no_onednn"]["median"]
+                                                         / r["ours"]["median"])
+        else:
+            assert "torch_no_onednn" not in r
     assert data["results"][2]["ratio"] > 0
     assert "ratio" in proc.stdout and "peak/activations" in proc.stdout
+    assert ("no oneDNN" in proc.stdout) == bool(data["environment"].get("torch_onednn"))
 
 
 def test_runner_rejects_unknown_filter(tmp_path):

@@ -111,14 +111,15 @@ def test_the_buffer_is_a_share_of_the_activations_of_every_layer_and_direction(m
     assert chunks.gate_gradient_buffer(100, 3, 4, 2, np.float32).shape == (20, 3, 4)
 
 
-def test_a_staged_chunk_holds_a_share_of_the_steps_and_at_least_the_minimum(monkeypatch):
+def test_a_staged_chunk_holds_a_share_of_the_steps_or_up_to_the_minimum(monkeypatch):
     monkeypatch.setattr(common, "TIME_CHUNKS", 10)
     monkeypatch.setattr(common, "STAGE_MIN_ELEMENTS", 1 << 14)
-    assert common.stage_steps(100, 64, 256) == 10      # the share: 164k elements a chunk
-    assert common.stage_steps(100, 64, 32) == 10       # 8 steps would reach the minimum
-    assert common.stage_steps(100, 32, 8) == 64        # the minimum: 16k elements a chunk
-    assert common.stage_steps(50, 32, 8) == 50         # never more than the sequence
-    assert common.stage_steps(7, 1, 1 << 20) == 1
+    assert common.stage_steps(100, 64, 256, 2048) == 10   # the share: 164k elements a chunk
+    assert common.stage_steps(100, 64, 32, 512) == 10     # 8 steps would reach the minimum
+    assert common.stage_steps(100, 32, 8, 128) == 64      # the minimum: 16k elements a chunk
+    assert common.stage_steps(50, 32, 8, 128) == 50       # never more than the sequence
+    assert common.stage_steps(50, 32, 8, 32) == 20        # a tenth of a narrow projection
+    assert common.stage_steps(7, 1, 1 << 20, 4) == 1
 
 
 @pytest.mark.parametrize("threads", [1, 3])

@@ -26,9 +26,10 @@ CHUNK_PRODUCT_ELEMENTS = 1 << 15
 #: staging a batch-major input in time-major order, and the RNN's gate gradients
 #: (:mod:`.chunks`). Each chunk holds about ``1 / TIME_CHUNKS`` of a layer's steps.
 TIME_CHUNKS = 10
-#: Fewest elements a chunk of a staged input holds (64 KiB of float32): a small input is
-#: staged whole, in one GEMM and one bias pass, where ten chunks of a few steps each cost
-#: more in calls than in arithmetic.
+#: Elements a chunk of a staged input may hold beyond its ``1 / TIME_CHUNKS`` share of the
+#: steps (64 KiB of float32), up to a ``1 / TIME_CHUNKS`` share of the projection it feeds:
+#: a small input is staged in one or a few GEMMs and bias passes, where ten chunks of a few
+#: steps each cost more in calls than in arithmetic.
 STAGE_MIN_ELEMENTS = 1 << 14
 
 
@@ -43,7 +44,7 @@ def project_input(x, w_ih, b_ih, proj):
     x2 = x.reshape(steps * batch, features) if x.flags.c_contiguous else None
     flat = proj.reshape(steps * batch, proj.shape[2])
     full = _whole_rows(proj)
-    chunk = steps if x2 is not None else stage_steps(steps, batch, features)
+    chunk = steps if x2 is not None else stage_steps(steps, batch, features, proj.shape[2])
 
     def block(first, last):
         staged = None if x2 is not None else np.empty((min(chunk, last - first), batch,
@@ -71,10 +72,13 @@ def chunk_steps(steps, layers=1):
     return min(steps, max(1, -(-steps * layers // TIME_CHUNKS)))
 
 
-def stage_steps(steps, batch, features):
-    """Steps per chunk where :func:`project_input` stages a batch-major input: a
-    :func:`chunk_steps` share, and at least ``STAGE_MIN_ELEMENTS`` elements."""
-    return min(steps, max(chunk_steps(steps), STAGE_MIN_ELEMENTS // max(1, batch * features)))
+def stage_steps(steps, batch, features, width):
+    """Steps per chunk where :func:`project_input` stages a batch-major input for a
+    projection ``width`` columns wide: a :func:`chunk_steps` share, or more steps where
+    they hold at most ``STAGE_MIN_ELEMENTS`` and a ``1 / TIME_CHUNKS`` share of the
+    projection's elements (the staged copy never weighs more than that next to it)."""
+    elements = min(STAGE_MIN_ELEMENTS, steps * batch * width // TIME_CHUNKS)
+    return min(steps, max(chunk_steps(steps), elements // max(1, batch * features)))
 
 
 def in_place_buffers(cell, cache, out, col, hidden):

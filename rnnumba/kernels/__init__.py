@@ -24,8 +24,9 @@ gates per cell):
   views (``a.transpose(1, 0, 2)``) of C-contiguous batch-major ``(N, T, ...)`` arrays, so
   that the caller's output gradient and the input gradient it gets back are not copied;
   so may ``x``, the caller's input: ``project_input`` copies it into time-major order a
-  chunk of steps at a time (``common.stage_steps``), ``weight_gradients`` the steps it is given (one chunk for the
-  RNN, the whole sequence for the LSTM and GRU, for the length of the call).
+  chunk of steps at a time (``common.stage_steps``), ``weight_gradients`` the steps it is
+  given (one chunk for the RNN, the whole sequence for the LSTM and GRU, for the length of
+  the call).
   Weights are in PyTorch's layout: ``w_ih`` ``(G*H, I)``, ``w_hh`` ``(G*H, H)``, biases
   ``(G*H,)``, gate order as PyTorch (LSTM i,f,g,o; GRU r,z,n).
 - ``lengths`` is ``int64 (N,)`` with values in ``0..T`` (validated by the caller; 0 is allowed

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rnnumba import Recurrent
+from rnnumba.recurrent import _all_finite
 from reference import GATES, reference_forward
 
 # (cell, nonlinearity): the four recurrences under test.
@@ -575,6 +576,26 @@ def test_large_finite_gradients_pass_the_finiteness_check():
         model.backward(huge)
     with pytest.raises(ValueError, match="X contains NaN"):
         model.forward(np.where(X > 0, np.inf, X))
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("values, finite", [
+    ([1.0, -2.0, 0.0], True),
+    ([3e38, 3e38, -1.0], True),  # the sum overflows; the elements are finite
+    ([1.0, np.nan], False),
+    ([np.inf, 1.0], False),
+    ([-np.inf, 1.0], False),
+    ([np.inf, -np.inf], False),  # the sum is NaN, not infinite
+    ([3e38, 3e38, np.nan], False),
+    ([], True),
+])
+def test_all_finite_sums_first_and_looks_at_elements_when_needed(values, finite):
+    for dtype in (np.float32, np.float64):
+        wide = np.zeros((len(values), 3), dtype=dtype)
+        wide[:, 1] = values
+        assert _all_finite(np.ascontiguousarray(wide[:, 1])) is finite
+        assert _all_finite(wide[:, 1]) is finite  # a strided view
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

@@ -1,14 +1,16 @@
 """scikit-learn estimators: :class:`RNNRegressor` and :class:`RNNClassifier`.
 
-Both read ``X`` as sequences (see :mod:`rnnumba._validation`), run a stack of recurrent
-layers (one per entry of ``hidden_layer_sizes``) and a dense output layer on the last state
-of every sequence, or on every step with ``return_sequences=True``. Training follows
-scikit-learn's MLP (names, defaults where they fit, the stopping rule), plus gradient-norm
-clipping and truncated BPTT for recurrent networks.
+Both read ``X`` as sequences (see :mod:`rnnumba._validation`), build a
+:class:`~rnnumba.model.SequenceModel` (numeric input, a stack of recurrent layers with one
+entry per ``hidden_layer_sizes``, a dense head on the last state of every sequence or, with
+``return_sequences=True``, on every step) and train it with the training core
+(:class:`~rnnumba.training.Trainer`). Names and defaults follow scikit-learn's MLP where
+they fit.
 """
 
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
@@ -20,12 +22,17 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from . import persistence
 from ._validation import (check_sample_targets_labels, check_sample_targets_regression,
                           check_sequence_targets, check_sequences)
-from .backend import resolve_device
-from .losses import log_softmax, softmax, softmax_cross_entropy, squared_error
+from .backend import resolve_device, runnable_device
+from .heads import SequenceHead, StepHead
+from .inputs import NumericInput
+from .losses import CrossEntropy, SquaredError, log_softmax, softmax
+from .model import SequenceModel
 from .optim import make_optimizer
-from .training import SequenceNetwork, TrainingData, TrainingDivergedError, run_epochs
+from .recurrent import Recurrent
+from .training import SequenceData, Trainer, TrainingDivergedError
 
 __all__ = ["RNNRegressor", "RNNClassifier", "TrainingDivergedError"]
 
@@ -36,29 +43,117 @@ _PREDICT_BATCH = 1024
 #: at 200, 97.5-99% at 64, in rnnumba and in PyTorch alike).
 AUTO_BATCH_SIZE = 64
 
-
-def _resolve_estimator_device(device):
-    """The device an estimator trains on: ``"cpu"`` or ``"cuda"``.
-
-    ``"cuda"`` raises a ``ValueError`` saying why when no CUDA device works. ``"auto"`` picks
-    ``"cuda"`` only when a *real* CUDA device works: Numba's CUDA simulator
-    (``NUMBA_ENABLE_CUDASIM=1``) counts for ``"cuda"`` but not for ``"auto"``, so that a test
-    run under the simulator does not train every default estimator on it.
-    """
-    return resolve_device(device, simulator=False)
+#: The fitted counters the training core keeps, copied onto the estimator after each fit.
+_TRAINING_RESULTS = ("n_iter_", "t_", "loss_", "loss_curve_", "best_loss_",
+                     "validation_scores_", "best_validation_score_")
 
 
-def _runnable_device(device):
-    """Where a fitted network can run now: its training device, or the CPU when that was
-    ``"cuda"`` and no CUDA device works here (the weights are host arrays either way)."""
-    from . import backend  # looked up at call time (tests replace the probe)
-    if device == "cuda" and backend.cuda_unavailable_reason() is not None:
-        return "cpu"
-    return device
+@dataclass(frozen=True)
+class Architecture:
+    """What a fitted network is made of; ``warm_start`` and ``partial_fit`` need it
+    unchanged."""
+
+    cell: str
+    hidden_layer_sizes: tuple
+    bidirectional: bool
+    activation: str
+    return_sequences: bool
+    dtype: str
+
+
+_COMMON_PARAMETERS = """
+    cell : {"rnn", "lstm", "gru"}, default="lstm"
+        The recurrent cell, with PyTorch's gate equations.
+    hidden_layer_sizes : array-like of int, default=(64,)
+        Units of each stacked recurrent layer (widths may differ).
+    bidirectional : bool, default=False
+        Every layer reads the sequences both ways; the directions' outputs are concatenated.
+    activation : {"tanh", "relu"}, default="tanh"
+        Activation of the ``"rnn"`` cell (the LSTM's and GRU's gates are fixed).
+    dropout : float in [0, 1), default=0.0
+        Inverted dropout on the outputs of every recurrent layer but the last, while
+        training.
+    return_sequences : bool, default=False
+        One output per time step instead of one per sequence.
+    solver : {"adam", "sgd"}, default="adam"
+    alpha : float, default=1e-4
+        L2 penalty on the weights (not the biases), scaled as scikit-learn's MLP scales it
+        (``alpha / batch weight``).
+    batch_size : int or "auto", default="auto"
+        ``"auto"`` is ``min(64, n_samples)``; an int larger than the data is clipped with a
+        warning.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        The MLP's schedules, for both solvers.
+    learning_rate_init : float, default=0.01
+    power_t : float, default=0.5
+        Exponent of ``"invscaling"``.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    shuffle : bool, default=True
+        Reshuffle the samples every epoch.
+    random_state : int, RandomState or None, default=None
+        Seeds initialisation, shuffling, dropout and the validation split.
+    tol : float, default=1e-4
+        Least improvement of the training loss (or validation score with
+        ``early_stopping``) that counts.
+    verbose : bool, default=False
+        Print one line per epoch.
+    warm_start : bool, default=False
+        ``fit`` continues from the current weights (same architecture required).
+    momentum : float in [0, 1], default=0.9
+        SGD momentum.
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified for the per-sequence
+        classifier), stop on the validation score and restore the best epoch's weights.
+    validation_fraction : float in (0, 1), default=0.1
+    beta_1, beta_2 : float in [0, 1), default=0.9, 0.999
+        Adam's decay rates.
+    epsilon : float, default=1e-8
+        Adam's numerical stability term.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` before stopping.
+    clip_norm : float or None, default=5.0
+        Clip the global gradient norm (every layer and the output layer together) to this
+        value; None disables clipping.
+    bptt_steps : int or None, default=None
+        Truncated backpropagation through time: gradients are cut every ``bptt_steps``
+        steps (the forward pass still carries the state through the whole sequence). Not
+        with ``bidirectional=True``."""
+
+_DEVICE_PARAMETERS = """
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        ``"cuda"`` trains on an NVIDIA GPU (``fit`` raises a ``ValueError`` saying why when
+        none works); ``"auto"`` picks it when a real CUDA device works (never Numba's
+        CUDA simulator), else the CPU.
+    dtype : {"float32", "float64"}, default="float64"
+        Precision of the network."""
+
+_COMMON_ATTRIBUTES = """
+    n_features_in_ : int
+        Features per time step.
+    n_outputs_ : int
+        Output units.
+    n_iter_ : int
+        Epochs run.
+    t_ : int
+        Samples seen by the optimizer.
+    loss_ : float
+        The last epoch's training loss.
+    loss_curve_ : list of float
+        The training loss of every epoch.
+    best_loss_ : float or None
+        The lowest training loss (None with ``early_stopping``).
+    validation_scores_ : list of float or None
+        The validation score of every epoch (``early_stopping`` only).
+    best_validation_score_ : float or None
+        The best validation score (``early_stopping`` only).
+    device_ : str
+        Where the network trained: ``"cpu"`` or ``"cuda"``."""
 
 
 class _BaseRNN(BaseEstimator):
-    """Shared parameters, fitting loop and persistence of the two estimators."""
+    """Shared parameters, fitting and persistence of the two estimators."""
 
     _parameter_constraints = {
         "cell": [StrOptions({"rnn", "lstm", "gru"})],
@@ -177,9 +272,9 @@ class _BaseRNN(BaseEstimator):
         return batch
 
     def _architecture(self):
-        return (self.cell, tuple(self._hidden_sizes()), bool(self.bidirectional),
-                self.activation if self.cell == "rnn" else "tanh", bool(self.return_sequences),
-                self._network_dtype())
+        return Architecture(self.cell, tuple(self._hidden_sizes()), bool(self.bidirectional),
+                            self.activation if self.cell == "rnn" else "tanh",
+                            bool(self.return_sequences), self._network_dtype())
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
@@ -189,39 +284,48 @@ class _BaseRNN(BaseEstimator):
                           "going to be clipped")
         return int(np.clip(self.batch_size, 1, n_samples))
 
-    def _initialize(self, n_outputs):
-        self._random_state = check_random_state(self.random_state)
-        self.device_ = _resolve_estimator_device(self.device)
-        self._net = SequenceNetwork(
-            self.cell, self.n_features_in_, self._hidden_sizes(), n_outputs,
-            bidirectional=bool(self.bidirectional), activation=self.activation,
-            dropout=float(self.dropout), return_sequences=bool(self.return_sequences),
-            dtype=self._network_dtype(), device=self.device_, random_state=self._random_state)
-        self._arch = self._architecture()
-        self.n_outputs_ = int(n_outputs)
-        self.n_iter_ = 0
-        self.t_ = 0
-        self.loss_curve_ = []
-        self.loss_ = None
-        self._no_improvement_count = 0
-        self._best_weights = None
-        self._optimizer = None
-        if self.early_stopping:
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
-            self.best_loss_ = None
+    def _build_model(self, arch, n_features, n_outputs, device, rng):
+        """The network of ``arch``, its weights drawn from ``rng``: one seed per recurrent
+        layer, then the head, then the dropout stream."""
+        seeds = [rng.randint(np.iinfo(np.int32).max) for _ in arch.hidden_layer_sizes]
+        dtype = np.dtype(arch.dtype)
+        directions = 2 if arch.bidirectional else 1
+        n_in = directions * arch.hidden_layer_sizes[-1]
+        if arch.return_sequences:
+            head = StepHead(n_in, n_outputs, dtype=dtype, random_state=rng)
         else:
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-            self.best_loss_ = np.inf
+            head = SequenceHead(n_in, n_outputs, directions, pooling="last", dtype=dtype,
+                                random_state=rng)
+        recurrent = Recurrent(
+            arch.cell, input_size=int(n_features), hidden_size=list(arch.hidden_layer_sizes),
+            bidirectional=arch.bidirectional, nonlinearity=arch.activation,
+            dropout=float(self.dropout), dtype=arch.dtype, device=device,
+            random_state=np.random.RandomState(rng.randint(np.iinfo(np.int32).max)))
+        recurrent.initialize_layers([np.random.RandomState(seed) for seed in seeds])
+        return SequenceModel(NumericInput(n_features, dtype), recurrent, head)
 
     def _new_optimizer(self):
         return make_optimizer(
-            self.solver, [p.shape for p in self._net.params],
+            self.solver, [(self._model.store.size,)],
             learning_rate_init=self.learning_rate_init, learning_rate=self.learning_rate,
             power_t=self.power_t, momentum=self.momentum,
             nesterovs_momentum=self.nesterovs_momentum, beta_1=self.beta_1,
             beta_2=self.beta_2, epsilon=self.epsilon)
+
+    def _new_trainer(self):
+        return Trainer(self._model, self._loss(), self._new_optimizer(), batch_size=1,
+                       random_state=self._random_state, early_stopping=self.early_stopping)
+
+    def _configure(self, trainer, n_samples):
+        """The current parameters onto the trainer (they may change between fits)."""
+        trainer.batch_size = self._batch_size(n_samples)
+        trainer.shuffle = bool(self.shuffle)
+        trainer.alpha = float(self.alpha)
+        trainer.clip_norm = self.clip_norm
+        trainer.bptt_steps = self.bptt_steps
+        trainer.tol = float(self.tol)
+        trainer.n_iter_no_change = int(self.n_iter_no_change)
+        trainer.verbose = self.verbose
 
     def _sample_weight(self, sample_weight, batch):
         if sample_weight is None:
@@ -234,7 +338,7 @@ class _BaseRNN(BaseEstimator):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None.")
-        first = not hasattr(self, "_net") or (not self.warm_start and not incremental)
+        first = not hasattr(self, "_model") or (not self.warm_start and not incremental)
         if not first and self._arch != self._architecture():
             raise ValueError("the network architecture (cell, hidden_layer_sizes, "
                              "bidirectional, activation, return_sequences, dtype) changed since "
@@ -248,29 +352,33 @@ class _BaseRNN(BaseEstimator):
         weights = sw.copy() if step_mask is None else sw[:, None] * step_mask
         norm_weights = weights.copy()
         weights = self._apply_class_weight(weights, target, step_mask, incremental)
+        self.device_ = resolve_device(self.device)
         if first:
-            self._initialize(n_outputs)
+            self._random_state = check_random_state(self.random_state)
+            self._arch = self._architecture()
+            self._model = self._build_model(self._arch, self.n_features_in_, n_outputs,
+                                            self.device_, self._random_state)
+            self.n_outputs_ = int(n_outputs)
+            self._trainer = self._new_trainer()
         else:
-            device = _resolve_estimator_device(self.device)
-            if device != self._net.device:
-                self._net.to_device(device)
-            self.device_ = device
-        if self._optimizer is None or not incremental:
-            self._optimizer = self._new_optimizer()
+            if self.device_ != self._model.device:
+                self._model.to_device(self.device_)
+            if not incremental:
+                self._trainer.optimizer = self._new_optimizer()
 
-        data = TrainingData(batch.X, batch.lengths, target, weights, norm_weights)
+        data = SequenceData(batch.X, batch.lengths, target, weights, norm_weights)
         val = None
         if self.early_stopping:
             data, val = self._split_validation(data, target, step_mask)
-        rng = self._random_state
-        run_epochs(
-            self, self._net, self._optimizer, data, val, loss_fn=self._loss_fn,
-            score_fn=self._validation_score, max_iter=1 if incremental else self.max_iter,
-            batch_size=self._batch_size(len(data)), shuffle=self.shuffle, rng=rng,
-            alpha=float(self.alpha), clip_norm=self.clip_norm, bptt_steps=self.bptt_steps,
-            tol=self.tol, n_iter_no_change=self.n_iter_no_change,
-            early_stopping=bool(self.early_stopping), verbose=self.verbose,
-            incremental=incremental)
+        self._configure(self._trainer, len(data))
+        try:
+            self._trainer.fit(data, val, score=self._validation_score,
+                              max_epochs=1 if incremental else self.max_iter,
+                              incremental=incremental)
+        finally:
+            for name in _TRAINING_RESULTS:
+                value = getattr(self._trainer, name)
+                setattr(self, name, list(value) if isinstance(value, list) else value)
         return self
 
     def _split_validation(self, data, target, step_mask):
@@ -290,14 +398,10 @@ class _BaseRNN(BaseEstimator):
         if len(val_idx) < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset.")
-
-        def take(rows):
-            return TrainingData(data.X[rows], data.lengths[rows], data.target[rows],
-                                data.weights[rows], data.sample_weight[rows])
-        return take(train_idx), take(val_idx)
+        return data.take(train_idx), data.take(val_idx)
 
     def _raw_predict(self, batch):
-        return self._net.predict(batch.X, batch.lengths, _PREDICT_BATCH).astype(
+        return self._model.predict(batch.X, batch.lengths, _PREDICT_BATCH).astype(
             np.float64, copy=False)
 
     def _step_mask(self, batch):
@@ -317,39 +421,123 @@ class _BaseRNN(BaseEstimator):
     # ------------------------------------------------------------------ persistence
     def __setstate__(self, state):
         super().__setstate__(state)
-        net = self.__dict__.get("_net")
-        if net is not None and net.device != _runnable_device(net.device):
+        model = self.__dict__.get("_model")
+        if model is not None and model.device != runnable_device(model.device):
             # trained on a GPU, unpickled where none works: predict on the CPU
-            net.to_device("cpu")
+            model.to_device("cpu")
             self.device_ = "cpu"
 
     def save(self, path):
-        """Write the fitted estimator to one ``.npz`` file (no pickle); read with
+        """Write the fitted estimator to one ``.npz`` file (no pickle); read it back with
         :func:`rnnumba.load`."""
-        from .persistence import save
-        save(self, path)
+        check_is_fitted(self, "_model")
+        persistence.write_archive(path, *self._to_archive())
+
+    def _to_archive(self):
+        """``(class name, params, fitted, arrays)`` for :mod:`rnnumba.persistence`."""
+        trainer = self._trainer
+        fitted = {"n_features_in_": self.n_features_in_, "n_outputs_": self.n_outputs_,
+                  "device_": self.device_, "no_improvement_count":
+                  trainer._no_improvement_count}
+        for name in ("n_iter_", "t_", "loss_", "best_loss_", "best_validation_score_"):
+            fitted[name] = getattr(self, name)
+        arrays = {f"model/{name}": value for name, value in self._model.state_dict().items()}
+        arrays["loss_curve_"] = np.asarray(self.loss_curve_, dtype=np.float64)
+        if self.validation_scores_ is not None:
+            arrays["validation_scores_"] = np.asarray(self.validation_scores_, np.float64)
+        return type(self).__name__, self.get_params(deep=False), fitted, arrays
+
+    @classmethod
+    def _from_archive(cls, params, fitted, arrays):
+        """The estimator :meth:`_to_archive` described (checked: a corrupt file is a
+        ``ValueError``)."""
+        est = cls()
+        unknown = set(params) - set(est.get_params(deep=False))
+        if unknown:
+            raise ValueError(f"unknown parameters in file: {sorted(unknown)}")
+        est.set_params(**params)
+        est._validate_params()
+        est._check_extra_params()
+        for name in ("n_features_in_", "n_outputs_", "n_iter_", "t_"):
+            value = fitted.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"fitted attribute {name} must be an int >= 0, got {value!r}")
+            setattr(est, name, value)
+        if est.n_features_in_ < 1 or est.n_outputs_ < 1:
+            raise ValueError("the file describes a network without inputs or outputs")
+        for name in ("loss_", "best_loss_", "best_validation_score_"):
+            setattr(est, name, persistence.optional_float(fitted.get(name), name))
+        if fitted.get("device_") not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device_ {fitted.get('device_')!r} in file")
+        # trained on a GPU, loaded where none works: the network runs on the CPU
+        est.device_ = runnable_device(fitted["device_"])
+        est.loss_curve_ = [float(v) for v in persistence.float_array(arrays, "loss_curve_")]
+        est.validation_scores_ = (
+            [float(v) for v in persistence.float_array(arrays, "validation_scores_")]
+            if "validation_scores_" in arrays else None)
+        est._classes_from_archive(arrays)
+        est._arch = est._architecture()
+        est._random_state = np.random.RandomState(
+            est.random_state if isinstance(est.random_state, numbers.Integral) else None)
+        est._model = est._build_model(est._arch, est.n_features_in_, est.n_outputs_,
+                                      est.device_, np.random.RandomState(0))
+        prefix = "model/"
+        est._model.load_state_dict({name[len(prefix):]: value for name, value in arrays.items()
+                                    if name.startswith(prefix)})
+        est._model.train(False)
+        trainer = est._trainer = est._new_trainer()
+        for name in _TRAINING_RESULTS:
+            setattr(trainer, name, getattr(est, name))
+        if isinstance(trainer.loss_curve_, list):
+            trainer.loss_curve_ = list(trainer.loss_curve_)
+        count = fitted.get("no_improvement_count", 0)
+        trainer._no_improvement_count = count if isinstance(count, int) else 0
+        return est
+
+    def _classes_from_archive(self, arrays):
+        """Fitted labels, for the classifier."""
 
 
 class RNNRegressor(RegressorMixin, _BaseRNN):
-    """Recurrent-network regressor (squared error), one target per sequence or per step.
+    __doc__ = f"""Recurrent-network regressor (squared error), one target per sequence or
+    per step.
 
-    Parameters follow :class:`sklearn.neural_network.MLPRegressor` where one exists; see
-    ``docs/estimators.md`` for the full list. ``X`` is ``(n_samples, n_timesteps,
-    n_features)``, ``(n_samples, n_timesteps)`` univariate, a list of ``(T_i, n_features)``
-    arrays, or NaN-padded. ``y`` is ``(n_samples,)`` or ``(n_samples, n_outputs)``; with
-    ``return_sequences=True`` it is ``(n_samples, n_timesteps[, n_outputs])`` or a list of
-    per-sequence arrays.
+    ``X`` is ``(n_samples, n_timesteps, n_features)``, ``(n_samples, n_timesteps)``
+    univariate, a list of ``(T_i, n_features)`` arrays, or NaN-padded. ``y`` is
+    ``(n_samples,)`` or ``(n_samples, n_outputs)``; with ``return_sequences=True`` it is
+    ``(n_samples, n_timesteps[, n_outputs])`` or a list of per-sequence arrays. Parameters
+    follow :class:`sklearn.neural_network.MLPRegressor` where one exists.
+
+    Parameters
+    ----------{_COMMON_PARAMETERS}{_DEVICE_PARAMETERS}
 
     Attributes
-    ----------
-    n_features_in_, n_outputs_, n_iter_, t_, loss_, loss_curve_, best_loss_,
-    validation_scores_, best_validation_score_, device_
+    ----------{_COMMON_ATTRIBUTES}
+
+    See Also
+    --------
+    RNNClassifier : The classifier on the same network.
+    sklearn.neural_network.MLPRegressor : The feed-forward regressor whose names these are.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnumba import RNNRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.rand(64, 10, 1)
+    >>> y = X.sum(axis=(1, 2))
+    >>> reg = RNNRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0).fit(X, y)
+    >>> reg.predict(X[:2]).shape
+    (2,)
     """
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+    def _loss(self):
+        return SquaredError()
 
     def _prepare_targets(self, y, batch, first, classes, incremental):
         if self.return_sequences:
@@ -370,17 +558,14 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
             raise ValueError(f"y has {n_outputs} outputs, the fitted network has "
                              f"{self.n_outputs_}")
         self._y_ndim = ndim
+        Y = Y.astype(self._network_dtype())
         return Y, (None if mask is None else mask.astype(np.float64)), n_outputs
 
     def _apply_class_weight(self, weights, target, step_mask, incremental):
         return weights
 
-    @staticmethod
-    def _loss_fn(pred, target, weights, normalizer):
-        return squared_error(pred, target.astype(pred.dtype, copy=False), weights, normalizer)
-
-    def _validation_score(self, data):
-        pred = self._net.predict(data.X, data.lengths, _PREDICT_BATCH).astype(np.float64)
+    def _validation_score(self, model, data):
+        pred = model.predict(data.X, data.lengths, _PREDICT_BATCH).astype(np.float64)
         if self.return_sequences:
             mask = data.sample_weight > 0
             steps = pred.shape[1]
@@ -403,10 +588,10 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
         """Predictions: ``(n_samples,)``/``(n_samples, n_outputs)``; with
         ``return_sequences`` ``(n_samples, n_timesteps[, n_outputs])`` (NaN past each
         sequence's end) or a list of per-sequence arrays for ragged-list input."""
-        check_is_fitted(self, "_net")
+        check_is_fitted(self, "_model")
         batch = self._validate_X(X, reset=False)
         raw = self._raw_predict(batch)
-        if self._arch[4]:
+        if self._arch.return_sequences:
             if self._y_ndim == 2:
                 raw = raw[:, :, 0]
             return self._pad_sequences(raw, batch, np.nan)
@@ -416,9 +601,9 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
 
     def score(self, X, y, sample_weight=None):
         """R² of the predictions (over all valid steps with ``return_sequences``)."""
-        if not getattr(self, "_arch", self._architecture())[4]:
+        if not getattr(self, "_arch", self._architecture()).return_sequences:
             return super().score(X, y, sample_weight=sample_weight)
-        check_is_fitted(self, "_net")
+        check_is_fitted(self, "_model")
         batch = self._validate_X(X, reset=False)
         Y, mask = check_sequence_targets(y, batch, numeric=True)
         pred = self._raw_predict(batch)
@@ -430,19 +615,55 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
                                  mask.shape)[mask]
         return r2_score(Y[mask], pred[mask], sample_weight=sw)
 
+    def _to_archive(self):
+        name, params, fitted, arrays = super()._to_archive()
+        fitted["y_ndim"] = self._y_ndim
+        return name, params, fitted, arrays
+
+    @classmethod
+    def _from_archive(cls, params, fitted, arrays):
+        est = super()._from_archive(params, fitted, arrays)
+        y_ndim = fitted.get("y_ndim")
+        allowed = (2, 3) if est.return_sequences else (1, 2)
+        if y_ndim not in allowed:
+            raise ValueError(f"fitted y_ndim {y_ndim!r} does not fit return_sequences="
+                             f"{est.return_sequences}")
+        est._y_ndim = y_ndim
+        return est
+
 
 class RNNClassifier(ClassifierMixin, _BaseRNN):
-    """Recurrent-network classifier (softmax cross-entropy), one label per sequence or
-    per step.
+    __doc__ = f"""Recurrent-network classifier (softmax cross-entropy), one label per
+    sequence or per step.
 
-    Parameters follow :class:`sklearn.neural_network.MLPClassifier` where one exists, plus
-    ``class_weight`` (dict, ``"balanced"`` or None) as in linear models; see
-    ``docs/estimators.md``. Labels may be any hashable sortable type (strings too).
+    ``X`` as :class:`RNNRegressor` takes it. Labels may be any sortable type (strings
+    too). Parameters follow :class:`sklearn.neural_network.MLPClassifier` where one exists.
+
+    Parameters
+    ----------{_COMMON_PARAMETERS}
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss, as in scikit-learn's linear models
+        (``"balanced"`` is not available in ``partial_fit``).{_DEVICE_PARAMETERS}
 
     Attributes
     ----------
-    classes_, n_features_in_, n_outputs_ (output units: one per class), n_iter_, t_,
-    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, device_
+    classes_ : ndarray of shape (n_classes,)
+        The labels, sorted.{_COMMON_ATTRIBUTES}
+
+    See Also
+    --------
+    RNNRegressor : The regressor on the same network.
+    sklearn.neural_network.MLPClassifier : The feed-forward classifier whose names these are.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from rnnumba import RNNClassifier
+    >>> digits = load_digits()
+    >>> X = digits.images[:200] / 16.0            # 8 steps of 8 features
+    >>> clf = RNNClassifier(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
+    >>> clf.fit(X, digits.target[:200]).predict(X[:3]).shape
+    (3,)
     """
 
     _parameter_constraints = {
@@ -469,6 +690,9 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             clip_norm=clip_norm, bptt_steps=bptt_steps, device=device, dtype=dtype)
         self.class_weight = class_weight
+
+    def _loss(self):
+        return CrossEntropy()
 
     def _prepare_targets(self, y, batch, first, classes, incremental):
         if self.return_sequences:
@@ -540,12 +764,8 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
             np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
         return weights * cw[codes]
 
-    @staticmethod
-    def _loss_fn(pred, target, weights, normalizer):
-        return softmax_cross_entropy(pred, target, weights, normalizer)
-
-    def _validation_score(self, data):
-        raw = self._net.predict(data.X, data.lengths, _PREDICT_BATCH)
+    def _validation_score(self, model, data):
+        raw = model.predict(data.X, data.lengths, _PREDICT_BATCH)
         pred = raw.argmax(axis=-1)
         if self.return_sequences:
             steps = pred.shape[1]
@@ -565,7 +785,7 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
         return self._fit(X, y, sample_weight=sample_weight, classes=classes, incremental=True)
 
     def _proba(self, X):
-        check_is_fitted(self, "_net")
+        check_is_fitted(self, "_model")
         batch = self._validate_X(X, reset=False)
         return batch, self._raw_predict(batch)
 
@@ -575,7 +795,7 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
         ragged-list input)."""
         batch, raw = self._proba(X)
         proba = softmax(raw)
-        if self._arch[4]:
+        if self._arch.return_sequences:
             return self._pad_sequences(proba, batch, np.nan)
         return proba
 
@@ -583,7 +803,7 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
         """Logarithm of :meth:`predict_proba`, computed stably."""
         batch, raw = self._proba(X)
         logp = log_softmax(raw)
-        if self._arch[4]:
+        if self._arch.return_sequences:
             return self._pad_sequences(logp, batch, np.nan)
         return logp
 
@@ -593,7 +813,7 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
         of per-sequence label arrays for ragged-list input."""
         batch, raw = self._proba(X)
         labels = self.classes_[raw.argmax(axis=-1)]
-        if self._arch[4]:
+        if self._arch.return_sequences:
             if batch.ragged:
                 return [labels[i, :length] for i, length in enumerate(batch.lengths)]
             if np.all(batch.lengths == batch.n_timesteps):
@@ -603,9 +823,9 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
 
     def score(self, X, y, sample_weight=None):
         """Accuracy (over all valid steps with ``return_sequences``)."""
-        if not getattr(self, "_arch", self._architecture())[4]:
+        if not getattr(self, "_arch", self._architecture()).return_sequences:
             return super().score(X, y, sample_weight=sample_weight)
-        check_is_fitted(self, "_net")
+        check_is_fitted(self, "_model")
         batch = self._validate_X(X, reset=False)
         Y, mask = check_sequence_targets(y, batch, numeric=False)
         _, raw = batch, self._raw_predict(batch)
@@ -621,3 +841,19 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = False
         return tags
+
+    def _to_archive(self):
+        name, params, fitted, arrays = super()._to_archive()
+        arrays["classes_"] = self.classes_
+        if isinstance(params.get("class_weight"), dict):
+            params = dict(params, class_weight=persistence.LabelledWeights(
+                self.class_weight))
+        return name, params, fitted, arrays
+
+    def _classes_from_archive(self, arrays):
+        if "classes_" not in arrays:
+            raise ValueError("the file holds no classes_ for a classifier")
+        self.classes_ = persistence.label_array(arrays["classes_"])
+        if len(self.classes_) != self.n_outputs_:
+            raise ValueError(f"{len(self.classes_)} classes in the file for "
+                             f"{self.n_outputs_} output units")

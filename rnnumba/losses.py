@@ -1,92 +1,80 @@
-"""Output head and losses: a dense layer on the recurrent features, squared error and
-softmax cross-entropy, with per-element weights and an explicit normaliser.
+"""Losses: squared error and softmax cross-entropy, with per-row weights and a normaliser.
 
-Every loss returns ``(loss, grad)`` where ``grad`` is the gradient of ``loss`` with respect
-to the predictions (or logits). Weights broadcast over the leading axes of the predictions
-(one weight per sample, or per sample and step); the loss is ``sum(weight * loss_i) /
-normalizer`` so that weighting a sample by ``k`` is the same as repeating it ``k`` times.
+The loss of a batch is ``sum(weight_i * loss_i) / normalizer``, so that weighting a sample
+by ``k`` is the same as repeating it ``k`` times. A loss object runs its kernel on the
+backend's arrays: the loss value goes into a one-element float64 array on the device and
+the gradient with respect to the predictions (or logits) into ``grad``, so that a training
+step on a GPU brings back one small array per batch, not one per loss.
+
+:func:`squared_error` and :func:`softmax_cross_entropy` are the same kernels on host arrays
+of any leading shape, for callers outside a training loop; :func:`softmax` and
+:func:`log_softmax` turn logits into probabilities on the host.
 """
 
 import numpy as np
 
-__all__ = ["DenseHead", "squared_error", "softmax", "log_softmax",
-           "softmax_cross_entropy"]
+from .backend import get_backend
+
+__all__ = ["SquaredError", "CrossEntropy", "squared_error", "softmax_cross_entropy",
+           "softmax", "log_softmax"]
 
 
-class DenseHead:
-    """``Z = H @ W + b`` with ``W`` (n_in, n_out), ``b`` (n_out,) views of ``flat_params``.
+class SquaredError:
+    """Half the mean squared error over outputs: ``0.5 * mean_o (p_o - y_o)^2`` per row
+    (scikit-learn's MLP ``squared_loss`` with unit weights and ``normalizer = n``)."""
 
-    Initialised as scikit-learn's MLP initialises its layers (Glorot uniform, bound
-    ``sqrt(6 / (n_in + n_out))``), biases zero.
-    """
+    target_kind = "float"
 
-    def __init__(self, n_in, n_out, dtype=np.float64, random_state=None):
-        self.n_in = int(n_in)
-        self.n_out = int(n_out)
-        self.dtype = np.dtype(dtype)
-        self.flat_params = np.zeros(self.n_in * self.n_out + self.n_out, dtype=self.dtype)
-        self.flat_grads = np.zeros_like(self.flat_params)
-        self._bind_views()
-        if random_state is not None:
-            bound = np.sqrt(6.0 / (self.n_in + self.n_out))
-            self.W[...] = random_state.uniform(-bound, bound, size=(self.n_in, self.n_out))
-
-    def _bind_views(self):
-        k = self.n_in * self.n_out
-        self.W = self.flat_params[:k].reshape(self.n_in, self.n_out)
-        self.b = self.flat_params[k:]
-        self.grad_W = self.flat_grads[:k].reshape(self.n_in, self.n_out)
-        self.grad_b = self.flat_grads[k:]
-
-    @property
-    def weight_mask(self):
-        """Boolean mask over ``flat_params``: True for ``W``, False for ``b`` (L2 target)."""
-        mask = np.zeros(self.flat_params.size, dtype=bool)
-        mask[:self.n_in * self.n_out] = True
-        return mask
-
-    def forward(self, H):
-        """``H`` (..., n_in) -> (..., n_out)."""
-        Z = H @ self.W
-        Z += self.b
-        return Z
-
-    def backward(self, H, dZ):
-        """Fill ``flat_grads`` from input ``H`` and ``dZ``; return ``dH``."""
-        H2 = H.reshape(-1, self.n_in)
-        dZ2 = dZ.reshape(-1, self.n_out)
-        self.grad_W[...] = H2.T @ dZ2
-        self.grad_b[...] = dZ2.sum(axis=0)
-        return dZ @ self.W.T
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        for view in ("W", "b", "grad_W", "grad_b"):
-            state.pop(view, None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._bind_views()
+    def __call__(self, backend, pred, target, weights, normalizer, grad, loss):
+        backend.losses.squared_error(_rows(pred), _rows(target), _flat(weights),
+                                     float(normalizer), _rows(grad), loss)
 
 
-def _expand(weights, ndim):
-    return weights.reshape(weights.shape + (1,) * (ndim - weights.ndim))
+class CrossEntropy:
+    """Cross-entropy of ``softmax(logits)`` against integer labels."""
+
+    target_kind = "labels"
+
+    def __call__(self, backend, pred, target, weights, normalizer, grad, loss):
+        backend.losses.softmax_cross_entropy(_rows(pred), _flat(target), _flat(weights),
+                                             float(normalizer), _rows(grad), loss)
+
+
+def _rows(array):
+    """``(..., K)`` as ``(rows, K)``: a view of a C-contiguous array (device arrays take no
+    ``-1`` in a shape)."""
+    width = array.shape[len(array.shape) - 1]
+    return array.reshape(array.size // max(width, 1), width)
+
+
+def _flat(array):
+    return array.reshape(array.size)
 
 
 def squared_error(y_pred, y_true, weights, normalizer):
-    """Half mean squared error over outputs, weighted over leading axes.
+    """``(loss, grad)`` of :class:`SquaredError` on host arrays; ``weights`` broadcast over
+    the leading axes of the predictions."""
+    return _host(SquaredError(), y_pred, np.asarray(y_true, dtype=y_pred.dtype), weights,
+                 normalizer)
 
-    ``loss = sum_i w_i * 0.5 * mean_o (p_io - y_io)^2 / normalizer`` (scikit-learn's MLP
-    ``squared_loss`` when the weights are ones and ``normalizer = n``).
-    """
-    n_outputs = y_pred.shape[-1]
-    diff = y_pred - y_true
-    w = _expand(weights, diff.ndim)
-    per = 0.5 * np.sum(diff * diff, axis=-1) / n_outputs
-    loss = float(np.sum(weights * per) / normalizer)
-    grad = (w / (n_outputs * normalizer)) * diff
-    return loss, grad.astype(y_pred.dtype, copy=False)
+
+def softmax_cross_entropy(logits, labels, weights, normalizer):
+    """``(loss, grad)`` of :class:`CrossEntropy` on host arrays: ``loss = -sum_i w_i log
+    p_i[label_i] / normalizer``, the gradient ``w_i (p_i - onehot_i) / normalizer``.
+    Entries with weight 0 may carry any label in range."""
+    return _host(CrossEntropy(), logits, np.asarray(labels, dtype=np.int64), weights,
+                 normalizer)
+
+
+def _host(loss_fn, pred, target, weights, normalizer):
+    pred = np.ascontiguousarray(pred)
+    weights = np.ascontiguousarray(np.broadcast_to(weights, pred.shape[:-1]),
+                                   dtype=np.float64)
+    grad = np.empty_like(pred)
+    loss = np.zeros(1)
+    loss_fn(get_backend("cpu"), pred, np.ascontiguousarray(target), weights, normalizer,
+            grad, loss)
+    return float(loss[0]), grad
 
 
 def log_softmax(z):
@@ -99,34 +87,3 @@ def softmax(z):
     """Softmax along the last axis."""
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
-
-
-def softmax_cross_entropy(logits, labels, weights, normalizer):
-    """Cross-entropy of ``softmax(logits)`` against integer ``labels`` (same leading shape).
-
-    ``loss = -sum_i w_i log p_i[label_i] / normalizer``; the gradient with respect to the
-    logits is ``w_i (p_i - onehot_i) / normalizer``. Entries with weight 0 may carry any
-    label in range.
-    """
-    n_classes = logits.shape[-1]
-    z = logits.reshape(-1, n_classes)
-    rows = np.arange(z.shape[0])
-    flat_labels = labels.reshape(-1)
-    w = weights.reshape(-1)
-    grad = z - z.max(axis=1, keepdims=True)
-    np.exp(grad, out=grad)
-    total = grad.sum(axis=1)
-    grad /= total[:, None]                          # softmax
-    picked = grad[rows, flat_labels]                # p[label]
-    with np.errstate(divide="ignore"):
-        logp_picked = np.log(picked)
-    # log p[label] computed stably where p underflows to 0
-    small = picked < 1e-300
-    if small.any():
-        stable = log_softmax(z[small])
-        logp_picked[small] = stable[np.arange(stable.shape[0]), flat_labels[small]]
-    loss = float(-np.dot(w, logp_picked) / normalizer) if w.size else 0.0
-    grad[rows, flat_labels] -= 1.0
-    grad *= (w / normalizer)[:, None]
-    grad = grad.reshape(logits.shape)
-    return loss, grad.astype(logits.dtype, copy=False)

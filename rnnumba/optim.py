@@ -1,10 +1,13 @@
-"""Optimizers on flat parameter buffers, updated in place.
+"""Optimizers on flat parameter buffers, updated in place on the network's device.
 
 The update rules and learning-rate schedules are scikit-learn's MLP optimizers
 (``sklearn.neural_network._stochastic_optimizers``): SGD with (Nesterov) momentum and Adam
-with bias correction folded into the step size. Parameters are passed to every
+with bias correction folded into the step size. The arithmetic of a step is a kernel of
+the backend (:mod:`rnnumba.kernels.cpu.optim` and its CUDA twin); this module keeps the
+schedule, the step count and the optimizer state (float64, on the host between fits and
+on the device during one: :meth:`attach`, :meth:`release`). Parameters are passed to every
 :meth:`step` rather than stored, so an optimizer survives pickling next to the network
-whose buffers it updates (a stored reference would become a detached copy).
+whose buffers it updates.
 
 Schedules (``lr_schedule``), for both solvers:
 
@@ -17,33 +20,15 @@ Schedules (``lr_schedule``), for both solvers:
 
 import numpy as np
 
-__all__ = ["SGD", "Adam", "global_norm", "clip_grad_norm", "make_optimizer"]
+from .backend import get_backend
 
-
-def global_norm(grads):
-    """Euclidean norm over a list of arrays (float)."""
-    total = 0.0
-    for g in grads:
-        # einsum, not np.dot: a BLAS call per buffer costs more than the sum itself
-        total += float(np.einsum("i,i->", g, g, dtype=np.float64))
-    return float(np.sqrt(total))
-
-
-def clip_grad_norm(grads, max_norm):
-    """Scale ``grads`` in place so that their global norm is at most ``max_norm``.
-
-    Returns the norm before clipping. ``max_norm=None`` only measures. A non-finite norm
-    leaves the gradients untouched (the caller decides what divergence means).
-    """
-    norm = global_norm(grads)
-    if max_norm is not None and np.isfinite(norm) and norm > max_norm:
-        scale = max_norm / (norm + 1e-12)
-        for g in grads:
-            g *= scale
-    return norm
+__all__ = ["SGD", "Adam", "make_optimizer"]
 
 
 class _Optimizer:
+    #: Names of the per-buffer state lists (float64 arrays of the buffers' shapes).
+    _STATE = ()
+
     def __init__(self, shapes, learning_rate_init, lr_schedule="constant", power_t=0.5):
         if lr_schedule not in ("constant", "invscaling", "adaptive"):
             raise ValueError(f"unknown learning-rate schedule {lr_schedule!r}")
@@ -52,6 +37,32 @@ class _Optimizer:
         self.learning_rate = float(learning_rate_init)
         self.lr_schedule = lr_schedule
         self.power_t = float(power_t)
+        for name in self._STATE:
+            setattr(self, name, [np.zeros(s) for s in self.shapes])
+        self._backend = None
+        self._device_state = None
+
+    def attach(self, backend):
+        """Step on ``backend``'s arrays from now on; the state is copied there once."""
+        self.release()
+        self._backend = backend
+        self._device_state = {name: [backend.mirror(a) for a in getattr(self, name)]
+                              for name in self._STATE}
+
+    def release(self):
+        """Copy the device state back to the host (once) and step on the host again."""
+        if self._backend is not None:
+            for name, arrays in self._device_state.items():
+                for device, host in zip(arrays, getattr(self, name)):
+                    self._backend.copy_to_host(device, host)
+        self._backend = None
+        self._device_state = None
+
+    def _state(self):
+        """``(backend, {name: arrays})`` where the next step runs."""
+        if self._backend is None:
+            return get_backend("cpu"), {name: getattr(self, name) for name in self._STATE}
+        return self._backend, self._device_state
 
     def _check(self, params, grads):
         if len(params) != len(self.shapes) or len(grads) != len(self.shapes):
@@ -77,36 +88,46 @@ class _Optimizer:
             print(msg + " Setting learning rate to %f" % self.learning_rate)
         return False
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if self._backend is not None:  # pickled during a fit: the device state is current
+            for name, arrays in self._device_state.items():
+                state[name] = [np.array(self._backend.to_host(a)) for a in arrays]
+        state.update(_backend=None, _device_state=None)
+        return state
+
 
 class SGD(_Optimizer):
     """SGD with momentum; Nesterov's variant as scikit-learn writes it::
 
         v <- momentum * v - lr * g
         p <- p + (momentum * v - lr * g)   if nesterov else   p <- p + v
+
+    Parameters
+    ----------
+    shapes : list of tuple
+        Shapes of the buffers :meth:`step` updates.
+    learning_rate_init : float, default=0.1
+    lr_schedule : {"constant", "invscaling", "adaptive"}, default="constant"
+    momentum : float, default=0.9
+    nesterov : bool, default=True
+    power_t : float, default=0.5
     """
+
+    _STATE = ("velocities",)
 
     def __init__(self, shapes, learning_rate_init=0.1, lr_schedule="constant", momentum=0.9,
                  nesterov=True, power_t=0.5):
         super().__init__(shapes, learning_rate_init, lr_schedule, power_t)
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        self.velocities = [np.zeros(s) for s in self.shapes]
 
     def step(self, params, grads):
+        """One update of every buffer in place."""
         self._check(params, grads)
-        self._update(params, grads, range(len(params)))
-
-    def _update(self, params, grads, which):
-        """The update of the buffers at the indices ``which`` (the others are untouched)."""
-        lr, mu = self.learning_rate, self.momentum
-        for i in which:
-            p, g, v = params[i], grads[i], self.velocities[i]
-            v *= mu
-            v -= lr * g
-            if self.nesterov:
-                p += (mu * v - lr * g).astype(p.dtype, copy=False)
-            else:
-                p += v.astype(p.dtype, copy=False)
+        backend, state = self._state()
+        for p, g, v in zip(params, grads, state["velocities"]):
+            backend.optim.sgd_step(p, g, v, self.learning_rate, self.momentum, self.nesterov)
 
 
 class Adam(_Optimizer):
@@ -116,7 +137,19 @@ class Adam(_Optimizer):
         p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
 
     The moments are kept in float64 whatever the parameter dtype.
+
+    Parameters
+    ----------
+    shapes : list of tuple
+        Shapes of the buffers :meth:`step` updates.
+    learning_rate_init : float, default=0.001
+    beta_1, beta_2 : float, default=0.9, 0.999
+    epsilon : float, default=1e-8
+    lr_schedule : {"constant", "invscaling", "adaptive"}, default="constant"
+    power_t : float, default=0.5
     """
+
+    _STATE = ("ms", "vs")
 
     def __init__(self, shapes, learning_rate_init=0.001, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, lr_schedule="constant", power_t=0.5):
@@ -125,27 +158,15 @@ class Adam(_Optimizer):
         self.beta_2 = float(beta_2)
         self.epsilon = float(epsilon)
         self.t = 0
-        self.ms = [np.zeros(s) for s in self.shapes]
-        self.vs = [np.zeros(s) for s in self.shapes]
 
     def step(self, params, grads):
+        """One update of every buffer in place (step number :attr:`t` + 1)."""
         self._check(params, grads)
         self.t += 1
-        self._update(params, grads, range(len(params)))
-
-    def _update(self, params, grads, which):
-        """Step number :attr:`t` (already counted) of the buffers at the indices ``which``."""
-        b1, b2 = self.beta_1, self.beta_2
-        step = self.learning_rate * np.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
-        for i in which:
-            p, g, m, v = params[i], grads[i], self.ms[i], self.vs[i]
-            m *= b1
-            m += (1.0 - b1) * g
-            v *= b2
-            v += (1.0 - b2) * np.square(g, dtype=np.float64)
-            update = m / (np.sqrt(v) + self.epsilon)
-            update *= step
-            p -= update.astype(p.dtype, copy=False)
+        backend, state = self._state()
+        for p, g, m, v in zip(params, grads, state["ms"], state["vs"]):
+            backend.optim.adam_step(p, g, m, v, self.t, self.learning_rate, self.beta_1,
+                                    self.beta_2, self.epsilon)
 
 
 def make_optimizer(solver, shapes, *, learning_rate_init, learning_rate="constant",

@@ -1,18 +1,22 @@
-"""Safe single-file persistence for fitted estimators: ``est.save(path)``, ``load(path)``.
+"""The safe single-file format of fitted estimators: ``est.save(path)``, ``rnnumba.load(path)``.
 
-The file is a NumPy ``.npz`` archive holding only numeric (or fixed-width string) arrays and
+A file is a NumPy ``.npz`` archive holding only numeric (or fixed-width string) arrays and
 one JSON metadata string with a format tag and version. It is read with
 ``allow_pickle=False``, so loading never runs code; a corrupt, truncated or foreign file
-raises ``ValueError``.
+raises ``ValueError`` (a missing one ``FileNotFoundError``).
 
-Layout::
+Layout (format version 2)::
 
     __metadata__            0-d unicode array: JSON {"format", "format_version", "class",
-                            "rnnumba_version", "params", "fitted", "layers", ...}
-    layer{i}/{name}         the state_dict of recurrent layer i (PyTorch names)
-    head/flat               the dense output layer (W then b)
-    classes_                class labels (classifier)
-    loss_curve_, validation_scores_
+                            "rnnumba_version", "params", "fitted", ...}
+    model/{part}.{name}     the network's parameters (``SequenceModel.state_dict``)
+    loss_curve_, validation_scores_, classes_, ...   fitted arrays
+
+This module knows the format, not the estimators: each estimator writes its own
+``(class name, params, fitted, arrays)`` (``_to_archive``) and rebuilds itself from them
+(``_from_archive``); :func:`rnnumba.load` picks the class. Files of format version 1
+(rnnumba 0.1: one recurrent layer per archive prefix, the head as one flat array) are
+upgraded when read.
 """
 
 import io
@@ -23,12 +27,132 @@ import zipfile
 import numpy as np
 
 FORMAT = "rnnumba-estimator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-__all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["write_archive", "read_archive", "FORMAT", "FORMAT_VERSION"]
 
-_SCALARS = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_", "best_loss_",
-            "best_validation_score_", "device_", "_y_ndim", "_no_improvement_count")
+
+class LabelledWeights(dict):
+    """A ``{label: weight}`` parameter (``class_weight``) whose labels need their type kept."""
+
+
+def write_archive(path, class_name, params, fitted, arrays):
+    """Write one estimator: ``params`` (``get_params``), ``fitted`` scalars and ``arrays``."""
+    from . import __version__
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "class": class_name,
+            "rnnumba_version": __version__, "params": {}, "dropped_params": [],
+            "fitted": {name: _json_value(value) for name, value in fitted.items()}}
+    for key, value in params.items():
+        if key == "random_state" and not (value is None or isinstance(value, numbers.Integral)):
+            meta["dropped_params"].append(key)
+            value = None
+        if isinstance(value, LabelledWeights):
+            labels, kind = _label_array(list(value.keys()))
+            meta["params"][key] = {"__labelled__": [labels.tolist(),
+                                                    [float(v) for v in value.values()], kind]}
+            continue
+        meta["params"][key] = _json_value(value)
+    arrays = dict(arrays)
+    for name, value in list(arrays.items()):
+        if name == "classes_":
+            arrays[name], meta["classes_kind"] = _label_array(value)
+    arrays["__metadata__"] = np.array(json.dumps(meta))
+    if hasattr(path, "write"):
+        np.savez(path, **arrays)
+    else:
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def read_archive(path):
+    """``(class name, params, fitted, arrays)`` of a file :func:`write_archive` wrote;
+    ``ValueError`` for anything else."""
+    try:
+        if hasattr(path, "read"):
+            data = path.read()
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError("not an rnnumba estimator file: it holds Python objects, which "
+                             "rnnumba never writes and never loads") from None
+        raise ValueError("not an rnnumba estimator file (unreadable archive)") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError):
+        raise ValueError("not an rnnumba estimator file (unreadable archive)") from None
+    try:
+        return _parse(arrays)
+    except ValueError:
+        raise
+    except Exception as exc:  # malformed content of a readable archive
+        raise ValueError(f"not a valid rnnumba estimator file: {type(exc).__name__}: "
+                         f"{exc}") from None
+
+
+def _parse(arrays):
+    if "__metadata__" not in arrays:
+        raise ValueError("not an rnnumba estimator file: no metadata")
+    meta = json.loads(str(arrays.pop("__metadata__")))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError("not an rnnumba estimator file: wrong format tag")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ValueError(f"unsupported rnnumba file format version {version!r} (this "
+                         f"rnnumba reads up to {FORMAT_VERSION})")
+    if version == 1:
+        meta, arrays = _upgrade_from_1(meta, arrays)
+    params = {}
+    for key, value in meta["params"].items():
+        if isinstance(value, dict) and "__labelled__" in value:
+            labels, weights, kind = value["__labelled__"]
+            value = dict(zip(_restore_labels(np.asarray(labels), kind).tolist(), weights))
+        else:
+            value = _from_json(value)
+        params[key] = value
+    fitted = {name: _from_json(value) for name, value in meta["fitted"].items()}
+    if "classes_" in arrays:
+        arrays["classes_"] = _restore_labels(arrays["classes_"], meta.get("classes_kind"))
+    for name, value in arrays.items():
+        if name.startswith("model/") and (value.dtype.kind != "f"
+                                          or not np.isfinite(value).all()):
+            raise ValueError(f"{name} must hold finite floats")
+    return meta["class"], params, fitted, arrays
+
+
+def _upgrade_from_1(meta, arrays):
+    """A version-1 file in version 2's layout: the recurrent layers ``layer{i}/{name}`` (one
+    single-layer network each) become the stack's layer ``i``, the head's flat ``W`` (n_in,
+    n_out) then ``b`` becomes ``head.weight`` (transposed) and ``head.bias``."""
+    upgraded = {}
+    for name, value in arrays.items():
+        if name.startswith("layer"):
+            index, key = name[len("layer"):].split("/", 1)
+            upgraded[f"model/recurrent.{key.replace('_l0', f'_l{int(index)}')}"] = value
+        elif name == "head/flat":
+            n_in, n_out = (int(v) for v in meta["head"])
+            if value.shape != (n_in * n_out + n_out,):
+                raise ValueError("output layer in the file does not match the network")
+            upgraded["model/head.weight"] = value[:n_in * n_out].reshape(n_in, n_out).T.copy()
+            upgraded["model/head.bias"] = value[n_in * n_out:].copy()
+        else:
+            upgraded[name] = value
+    fitted = dict(meta["fitted"])
+    if "_y_ndim" in fitted:
+        fitted["y_ndim"] = fitted.pop("_y_ndim")
+    if "_no_improvement_count" in fitted:
+        fitted["no_improvement_count"] = fitted.pop("_no_improvement_count")
+    params = dict(meta["params"])
+    for key, value in params.items():
+        if isinstance(value, dict) and "__class_weight__" in value:
+            params[key] = {"__labelled__": value["__class_weight__"]}
+    return dict(meta, params=params, fitted=fitted), upgraded
+
+
+# --------------------------------------------------------------------------- values
 
 
 def _json_value(value):
@@ -65,158 +189,12 @@ def _from_json(value):
 def _label_array(labels):
     """Labels as a pickle-free array plus the kind needed to restore them."""
     labels = np.asarray(labels)
-    if labels.dtype.kind in "biuf":
-        return labels, "native"
-    if labels.dtype.kind == "U":
+    if labels.dtype.kind in "biufU":
         return labels, "native"
     if labels.dtype == object and all(isinstance(v, str) for v in labels.tolist()):
         return labels.astype(str), "object_str"
     raise TypeError("only numeric, boolean or string class labels can be saved; got "
                     f"dtype {labels.dtype}")
-
-
-def save(estimator, path):
-    """Write a fitted :class:`~rnnumba.RNNRegressor`/:class:`~rnnumba.RNNClassifier`."""
-    from sklearn.utils.validation import check_is_fitted
-    check_is_fitted(estimator, "_net")
-    net = estimator._net
-    params = {}
-    dropped = []
-    for key, value in estimator.get_params(deep=False).items():
-        if key == "random_state" and not (value is None or isinstance(value, numbers.Integral)):
-            dropped.append(key)
-            value = None
-        elif key == "class_weight" and isinstance(value, dict):
-            labels, kind = _label_array(list(value.keys()))
-            value = {"__class_weight__": [labels.tolist(), [float(v) for v in value.values()],
-                                          kind]}
-            params[key] = value
-            continue
-        params[key] = _json_value(value)
-    fitted = {name: _json_value(getattr(estimator, name)) for name in _SCALARS
-              if hasattr(estimator, name)}
-    arrays = {}
-    layers = []
-    for i, layer in enumerate(net.layers):
-        layers.append({"input_size": layer.input_size, "hidden_size": layer.hidden_size})
-        for name, value in layer.state_dict().items():
-            arrays[f"layer{i}/{name}"] = value
-    arrays["head/flat"] = net.head.flat_params
-    arrays["loss_curve_"] = np.asarray(estimator.loss_curve_, dtype=np.float64)
-    if estimator.validation_scores_ is not None:
-        arrays["validation_scores_"] = np.asarray(estimator.validation_scores_, np.float64)
-    classes_kind = None
-    if hasattr(estimator, "classes_"):
-        arrays["classes_"], classes_kind = _label_array(estimator.classes_)
-    from . import __version__
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "class": type(estimator).__name__, "rnnumba_version": __version__,
-            "params": params, "dropped_params": dropped, "fitted": fitted, "layers": layers,
-            "head": [net.head.n_in, net.head.n_out], "classes_kind": classes_kind}
-    arrays["__metadata__"] = np.array(json.dumps(meta))
-    if hasattr(path, "write"):
-        np.savez(path, **arrays)
-    else:
-        with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
-
-
-def load(path):
-    """Read an estimator written by ``save``; ``ValueError`` for anything else."""
-    try:
-        if hasattr(path, "read"):
-            data = path.read()
-        else:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"not an rnnumba estimator file (unreadable archive): {exc}") from None
-    try:
-        return _build(arrays)
-    except ValueError:
-        raise
-    except Exception as exc:  # malformed content of a readable archive
-        raise ValueError(f"not a valid rnnumba estimator file: {type(exc).__name__}: "
-                         f"{exc}") from None
-
-
-def _build(arrays):
-    from .estimators import RNNClassifier, RNNRegressor, _runnable_device
-    from .training import SequenceNetwork
-
-    if "__metadata__" not in arrays:
-        raise ValueError("not an rnnumba estimator file: no metadata")
-    meta = json.loads(str(arrays["__metadata__"]))
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError("not an rnnumba estimator file: wrong format tag")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        raise ValueError(f"unsupported rnnumba file format version {version!r} (this "
-                         f"rnnumba reads up to {FORMAT_VERSION})")
-    classes = {"RNNRegressor": RNNRegressor, "RNNClassifier": RNNClassifier}
-    cls = classes.get(meta.get("class"))
-    if cls is None:
-        raise ValueError(f"unknown estimator class {meta.get('class')!r}")
-    params = {}
-    for key, value in meta["params"].items():
-        if isinstance(value, dict) and "__class_weight__" in value:
-            labels, weights, kind = value["__class_weight__"]
-            value = dict(zip(_restore_labels(np.asarray(labels), kind).tolist(), weights))
-        else:
-            value = _from_json(value)
-        params[key] = value
-    est = cls()
-    valid = est.get_params(deep=False)
-    unknown = set(params) - set(valid)
-    if unknown:
-        raise ValueError(f"unknown parameters in file: {sorted(unknown)}")
-    est.set_params(**params)
-    est._validate_params()
-    for name, value in meta["fitted"].items():
-        if name not in _SCALARS:
-            raise ValueError(f"unexpected fitted attribute {name!r}")
-        setattr(est, name, _from_json(value))
-    if "classes_" in arrays:
-        est.classes_ = _restore_labels(arrays["classes_"], meta.get("classes_kind"))
-    est.loss_curve_ = [float(v) for v in arrays["loss_curve_"]]
-    est.validation_scores_ = ([float(v) for v in arrays["validation_scores_"]]
-                              if "validation_scores_" in arrays else None)
-    sizes = est._hidden_sizes()
-    layers_meta = meta["layers"]
-    if len(layers_meta) != len(sizes):
-        raise ValueError("layer count in the file does not match hidden_layer_sizes")
-    n_in, n_out = (int(v) for v in meta["head"])
-    if getattr(est, "device_", None) not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device_ {getattr(est, 'device_', None)!r} in file")
-    # trained on a GPU, loaded where none works: the network runs on the CPU
-    est.device_ = _runnable_device(est.device_)
-    net = SequenceNetwork(
-        est.cell, int(est.n_features_in_), sizes, n_out, bidirectional=bool(est.bidirectional),
-        activation=est.activation, dropout=float(est.dropout),
-        return_sequences=bool(est.return_sequences), dtype=est._network_dtype(),
-        device=est.device_, random_state=np.random.RandomState(0))
-    for i, layer in enumerate(net.layers):
-        prefix = f"layer{i}/"
-        state = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-        layer.load_state_dict(state)
-    head = arrays["head/flat"]
-    if head.shape != net.head.flat_params.shape or net.head.n_in != n_in:
-        raise ValueError("output layer in the file does not match the network")
-    if head.dtype.kind != "f" or not np.isfinite(head).all():
-        raise ValueError("output layer weights must be finite floats")
-    net.head.flat_params[...] = head
-    net.train(False)
-    est._net = net
-    est._arch = est._architecture()
-    est._optimizer = None
-    est._best_weights = None
-    est._random_state = np.random.RandomState(est.random_state if isinstance(
-        est.random_state, numbers.Integral) else None)
-    return est
 
 
 def _restore_labels(labels, kind):
@@ -225,3 +203,27 @@ def _restore_labels(labels, kind):
     if kind == "object_str":
         return labels.astype(object)
     return labels
+
+
+def label_array(labels):
+    """Restored labels, checked to be a 1-D array."""
+    if labels.ndim != 1 or labels.size == 0:
+        raise ValueError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
+    return labels
+
+
+def optional_float(value, name):
+    """A fitted float (or None) from the metadata, checked."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"fitted attribute {name} must be a number, got {value!r}")
+    return float(value)
+
+
+def float_array(arrays, name):
+    """``arrays[name]`` as a 1-D float array, checked."""
+    value = arrays.get(name)
+    if value is None or value.ndim != 1 or value.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be a 1-D array of numbers in the file")
+    return value.astype(np.float64)

@@ -111,8 +111,9 @@ def _draw_shares(ax, available):
 
 
 def _draw_scaling(ax_time, ax_rate, result, available):
-    ax_time.set_title("Training step vs hidden size: where the GPU starts to win",
-                      fontsize=10)
+    gpu_measured = any(r["device"] == "cuda" for r in available)
+    ax_time.set_title("Training step vs hidden size: where the GPU starts to win"
+                      if gpu_measured else "Training step vs hidden size", fontsize=10)
     ax_rate.set_title("Achieved GEMM GFLOP/s (training step)", fontsize=10)
     cells = result["settings"]["cells"]
     colors = {}

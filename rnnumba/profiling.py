@@ -26,7 +26,6 @@ This module measures; nothing below it (kernels, ``Recurrent``, estimators) impo
 import contextlib
 import datetime
 import json
-import math
 import os
 import platform
 import statistics
@@ -36,7 +35,8 @@ import time
 import numpy as np
 
 from . import __version__, backend
-from .params import GATES, buffer_size, make_views, parameter_shapes
+from .backend import NO_CLOCK
+from .params import GATES
 
 __all__ = ["profile", "format_table", "flop_counts", "cuda_status", "environment",
            "PHASES", "TOTALS", "save_json", "load_json"]
@@ -142,6 +142,7 @@ def profile(cells=("lstm", "gru"), hidden_sizes=(32, 128), batch_size=64, seq_le
                                    else {"available": False, "reason": text})
 
     results = []
+    reported = set()  # devices whose reason for not running was printed once already
     for cell in cells:
         for hidden in hidden_sizes:
             config = {"cell": cell, "hidden_size": hidden, "batch_size": batch_size,
@@ -162,7 +163,7 @@ def profile(cells=("lstm", "gru"), hidden_sizes=(32, 128), batch_size=64, seq_le
                         entry.update(available=False, reason=str(exc))
                 results.append(entry)
                 if verbose:
-                    print(_progress_line(entry), file=sys.stderr, flush=True)
+                    print(_progress_line(entry, reported), file=sys.stderr, flush=True)
 
     return {
         "schema": SCHEMA,
@@ -345,13 +346,12 @@ class _Unavailable(Exception):
 
 
 def _profile_one(device, config, flops, repeat, warmup, random_state):
-    ops = _CpuOps() if device == "cpu" else _CudaOps()
     try:
-        common, kernels = backend.cell_kernels(device, config["cell"])
-    except Exception as exc:
-        raise _Unavailable(f"no kernels: {exc}") from None
+        step = _Step(device, config, random_state)
+    except (ValueError, TypeError, ImportError) as exc:
+        raise _Unavailable(f"cannot build the network: {exc}") from None
+    kernels = step.model.backend.cell(config["cell"])
     before = _jit_state(kernels)
-    step = _Step(ops, common, kernels, config, random_state)
     api = _api_runner(device, config, step)
 
     # First call: compilation (or cache load) included.
@@ -400,145 +400,64 @@ def _profile_one(device, config, flops, repeat, warmup, random_state):
         "first_call": first_call,
         "compile_s": max(0.0, first_total - steady),
         "jit": jit,
-        "optimizer": step.optimizer_name,
+        "optimizer": f"rnnumba.optim.Adam on {device}",
         "flops": {name: flops[name] for name in PHASES + TOTALS},
         "gflops": gflops,
     }
 
 
 class _Step:
-    """One training step of a ``Recurrent``-shaped network, driven phase by phase.
+    """One training step of a :class:`~rnnumba.Recurrent` on its device, phase by phase.
 
-    Mirrors ``Recurrent._forward_unchecked`` / ``_backward_unchecked`` (no dropout) on
-    preallocated buffers of the chosen device, so that each phase can be timed apart.
+    The layer loop is the network's own (:meth:`Recurrent.run_forward`,
+    :meth:`Recurrent.run_backward`), run on arrays already on the device with a clock that
+    synchronises the device and times each phase; the optimizer is
+    :class:`rnnumba.optim.Adam` stepping the flat buffer where it lives.
     """
 
-    def __init__(self, ops, common, kernels, config, random_state):
-        from .recurrent import NONLINEARITIES
-        self.ops, self.common, self.kernels = ops, common, kernels
-        cell, hidden = config["cell"], config["hidden_size"]
-        n, steps, features = config["batch_size"], config["seq_len"], config["input_size"]
-        layers, dirs = config["num_layers"], 2 if config["bidirectional"] else 1
-        dtype = np.dtype(config["dtype"])
-        self.cell, self.layers, self.dirs, self.hidden = cell, layers, dirs, hidden
-        self.act = NONLINEARITIES["tanh"]
+    def __init__(self, device, config, random_state):
+        from .recurrent import Recurrent
+        n, steps = config["batch_size"], config["seq_len"]
+        model = self.model = Recurrent(
+            cell=config["cell"], input_size=config["input_size"],
+            hidden_size=config["hidden_size"], num_layers=config["num_layers"],
+            bidirectional=config["bidirectional"], dtype=config["dtype"], device=device,
+            random_state=random_state)
+        backend, workspace = model.backend, model.workspace()
         rng = np.random.default_rng(random_state)
-
-        shapes = parameter_shapes(cell, features, hidden, layers, dirs == 2)
-        size = buffer_size(shapes)
-        bound = 1.0 / math.sqrt(hidden)
-        self.flat_params = ops.to_device(rng.uniform(-bound, bound, size).astype(dtype))
-        self.flat_grads = ops.zeros(size, dtype)
-        self.params = make_views(self.flat_params, shapes)
-        self.grads = make_views(self.flat_grads, shapes)
-
-        gh = kernels.GATES * hidden
-        # On the CPU, the layout Recurrent uses: the LSTM's and GRU's projection and gate
-        # gradients in their gate cache, the RNN's projection in its output, the output and
-        # input gradients batch-major.
-        batch_major = ops.name == "cpu"
-        self.in_cache = batch_major and cell != "rnn"
-        self.proj_in_output = batch_major and cell == "rnn"
-        x = rng.standard_normal((steps, n, features)).astype(dtype)
-        g = rng.standard_normal((n, steps, dirs * hidden)).astype(dtype)
-        self.x = ops.to_device(x)
-        self.grad_out = (g.transpose(1, 0, 2) if batch_major
-                         else ops.to_device(g.transpose(1, 0, 2)))
-        self.lengths = ops.to_device(np.full(n, steps, dtype=np.int64))
-        states = (layers * dirs, n, hidden)
-        lstm = cell == "lstm"
-        self.h0 = ops.zeros(states, dtype)
-        self.c0 = ops.zeros(states, dtype) if lstm else None
-        self.h_n = ops.empty(states, dtype)
-        self.c_n = ops.empty(states, dtype) if lstm else None
-        self.grad_h_n = ops.zeros(states, dtype)
-        self.grad_c_n = ops.zeros(states, dtype) if lstm else None
-        self.grad_h0 = ops.empty(states, dtype)
-        self.grad_c0 = ops.empty(states, dtype) if lstm else None
-        self.placeholder = ops.empty((0, 0), dtype)
-        self.outputs = [ops.empty((steps, n, dirs * hidden), dtype) for _ in range(layers)]
-        self.caches = [[ops.empty((steps, n, kernels.cache_width(hidden)), dtype)
-                        for _ in range(dirs)] for _ in range(layers)]
-        self.inputs = [self.x] + self.outputs[:-1]
-        if batch_major:
-            self.grad_inputs = [np.empty((n, steps, inp.shape[2]), dtype).transpose(1, 0, 2)
-                                for inp in self.inputs]
+        x = rng.standard_normal((n, steps, config["input_size"])).astype(model.dtype)
+        g = rng.standard_normal((n, steps, model.output_size)).astype(model.dtype)
+        if backend.name == "cpu":  # batch-major storage, as Recurrent.forward reads it
+            self.x, self.grad_out = backend.time_major(x), backend.time_major(g)
         else:
-            self.grad_inputs = [ops.empty(inp.shape, dtype) for inp in self.inputs]
-        self.proj = self.d_ih = self.d_hh = None
-        if not self.in_cache:
-            if not self.proj_in_output:
-                self.proj = ops.empty((steps, n, gh), dtype)
-            self.d_ih = ops.empty((steps, n, gh), dtype)
-            self.d_hh = ops.empty((steps, n, gh), dtype) if cell == "gru" else self.d_ih
-        self.optimizer_step, self.optimizer_name = _optimizer(ops, self.flat_params,
-                                                              self.flat_grads)
-
-    def _state(self, states, k):
-        return self.placeholder if states is None else states[k]
-
-    def _gate_buffers(self, layer, direction):
-        """``(proj, d_ih, d_hh)`` of one layer and direction: on the CPU where
-        :class:`~rnnumba.Recurrent` keeps them when it spends its activations, else (and for
-        the RNN's gate gradients) buffers of their own."""
-        if not (self.in_cache or self.proj_in_output):
-            return self.proj, self.d_ih, self.d_hh
-        proj, d_ih, d_hh = self.common.in_place_buffers(
-            self.cell, self.caches[layer][direction], self.outputs[layer],
-            direction * self.hidden, self.hidden)
-        return proj, self.d_ih if d_ih is None else d_ih, self.d_hh if d_hh is None else d_hh
-
-    def _weights(self, views, layer, direction):
-        suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        return [views[kind + suffix]
-                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            self.x = workspace.upload("profile_x", x.transpose(1, 0, 2))
+            self.grad_out = workspace.upload("profile_grad", g.transpose(1, 0, 2))
+        self.lengths = workspace.upload("profile_lengths", np.full(n, steps, dtype=np.int64))
+        self.h0, self.c0 = model.initial_states(None, n)
+        model._store.push()
+        self.sync = backend.sync
+        self.acts = None
+        from .optim import Adam
+        store = model._store
+        adam = Adam([store.device.shape], learning_rate_init=1e-4)
+        adam.attach(backend)
+        self.optimizer_step = lambda: adam.step([store.device], [store.device_grads])
 
     def _forward(self, clock):
-        for layer in range(self.layers):
-            for direction in range(self.dirs):
-                k = layer * self.dirs + direction
-                w_ih, w_hh, b_ih, b_hh = self._weights(self.params, layer, direction)
-                proj, _, _ = self._gate_buffers(layer, direction)
-                with clock("input_projection"):
-                    self.common.project_input(self.inputs[layer], w_ih, b_ih, proj)
-                with clock("forward_recurrence"):
-                    self.kernels.forward_sequence(
-                        proj, w_hh, b_hh, self.h0[k], self._state(self.c0, k),
-                        self.lengths, direction == 1, self.act, self.outputs[layer],
-                        direction * self.hidden, self.caches[layer][direction], self.h_n[k],
-                        self._state(self.c_n, k))
+        with self.model.backend.compute():
+            self.acts = self.model.run_forward(self.x, self.lengths, self.h0, self.c0, clock)
 
     def _backward(self, clock):
-        grad_layer_out = self.grad_out
-        with clock("weight_gradients"):
-            self.ops.fill_zero(self.flat_grads)
-        for layer in reversed(range(self.layers)):
-            grad_input = self.grad_inputs[layer]
-            with clock("weight_gradients"):
-                self.ops.fill_zero(grad_input)
-            for direction in range(self.dirs):
-                k = layer * self.dirs + direction
-                w_ih, w_hh, _, b_hh = self._weights(self.params, layer, direction)
-                gw_ih, gw_hh, gb_ih, gb_hh = self._weights(self.grads, layer, direction)
-                _, d_ih, d_hh = self._gate_buffers(layer, direction)
-                with clock("bptt_recurrence"):
-                    self.kernels.backward_sequence(
-                        w_hh, b_hh, self.h0[k], self._state(self.c0, k), self.lengths,
-                        direction == 1, self.act, self.outputs[layer], direction * self.hidden,
-                        self.caches[layer][direction], grad_layer_out, self.grad_h_n[k],
-                        self._state(self.grad_c_n, k), d_ih, d_hh,
-                        self.grad_h0[k], self._state(self.grad_c0, k))
-                with clock("weight_gradients"):
-                    self.common.weight_gradients(
-                        self.inputs[layer], self.outputs[layer], direction * self.hidden,
-                        self.h0[k], self.lengths, direction == 1, d_ih, d_hh, w_ih,
-                        gw_ih, gw_hh, gb_ih, gb_hh, grad_input)
-            grad_layer_out = grad_input
+        with self.model.backend.compute():
+            self.grad_x, _, _ = self.model.run_backward(
+                self.acts, self.grad_out, None, None, need_input_grad=True, spend=True,
+                clock=clock)
+        self.acts = None
 
     def run_phases(self):
         """One training step with the device synchronised after every phase."""
         acc = dict.fromkeys(PHASES, 0.0)
-        sync = self.ops.sync
+        sync = self.sync
 
         @contextlib.contextmanager
         def clock(name):
@@ -557,24 +476,19 @@ class _Step:
     def run_totals(self):
         """The same step timed per pass, synchronised at the pass boundaries only:
         ``forward``, ``backward`` and ``train_step`` (forward + backward + optimizer)."""
-        sync = self.ops.sync
+        sync = self.sync
         sync()
         t0 = time.perf_counter()
-        self._forward(_no_clock)
+        self._forward(NO_CLOCK)
         sync()
         t1 = time.perf_counter()
-        self._backward(_no_clock)
+        self._backward(NO_CLOCK)
         sync()
         t2 = time.perf_counter()
         self.optimizer_step()
         sync()
         t3 = time.perf_counter()
         return {"forward": t1 - t0, "backward": t2 - t1, "train_step": t3 - t0}
-
-
-@contextlib.contextmanager
-def _no_clock(name):
-    yield
 
 
 def _api_runner(device, config, step):
@@ -593,7 +507,7 @@ def _api_runner(device, config, step):
     X = rng.standard_normal((n, steps, config["input_size"])).astype(config["dtype"])
     G = rng.standard_normal((n, steps, rec.num_directions * config["hidden_size"])
                             ).astype(config["dtype"])
-    sync = step.ops.sync
+    sync = step.sync
 
     def run(which):
         if which == "forward":
@@ -605,142 +519,7 @@ def _api_runner(device, config, step):
     return run
 
 
-# --------------------------------------------------------------------------- optimizer
-
-
-def _optimizer(ops, flat_params, flat_grads):
-    """``(step, name)``: an in-place Adam step on the flat buffers of ``ops``'s device.
-
-    The one place that decides how the optimizer phase is timed: ``rnnumba.optim.Adam``
-    where it runs on the device's arrays, else an equivalent NumPy (or CUDA) Adam.
-    """
-    if ops.name == "cpu":
-        try:
-            from .optim import Adam
-            adam = Adam([flat_params.shape], learning_rate_init=1e-4)
-            return (lambda: adam.step([flat_params], [flat_grads])), "rnnumba.optim.Adam"
-        except (ImportError, AttributeError, TypeError):  # pragma: no cover - fallback
-            return _numpy_adam(flat_params, flat_grads), "NumPy Adam (in place)"
-    try:
-        from .kernels.cuda import optim as cuda_optim
-        adam_step = cuda_optim.adam_step
-    except (ImportError, AttributeError):  # pragma: no cover - an older CUDA backend
-        return ops.adam(flat_params, flat_grads), "CUDA Adam kernel (in place)"
-    moments = [ops.zeros(flat_params.shape, np.float64) for _ in range(2)]
-    count = [0]
-
-    def step():
-        count[0] += 1
-        adam_step([flat_params], [flat_grads], [moments[0]], [moments[1]], count[0], 1e-4)
-
-    return step, "rnnumba.kernels.cuda.optim.adam_step"
-
-
-def _numpy_adam(params, grads, lr=1e-4, beta_1=0.9, beta_2=0.999, eps=1e-8):
-    """In-place Adam on flat NumPy arrays, moments in float64 as scikit-learn keeps them."""
-    m = np.zeros(params.shape)
-    v = np.zeros(params.shape)
-    t = [0]
-
-    def step():
-        t[0] += 1
-        size = lr * math.sqrt(1.0 - beta_2 ** t[0]) / (1.0 - beta_1 ** t[0])
-        m[...] *= beta_1
-        m[...] += (1.0 - beta_1) * grads
-        v[...] *= beta_2
-        v[...] += (1.0 - beta_2) * np.square(grads, dtype=np.float64)
-        update = m / (np.sqrt(v) + eps)
-        update *= size
-        params[...] -= update.astype(params.dtype, copy=False)
-
-    return step
-
-
 # --------------------------------------------------------------------------- devices
-
-
-class _CpuOps:
-    name = "cpu"
-
-    def to_device(self, array):
-        return np.ascontiguousarray(array)
-
-    def empty(self, shape, dtype):
-        return np.empty(shape, dtype=dtype)
-
-    def zeros(self, shape, dtype):
-        return np.zeros(shape, dtype=dtype)
-
-    def fill_zero(self, array):
-        array[...] = 0
-
-    def sync(self):
-        pass
-
-
-class _CudaOps:
-    """Device arrays through ``numba.cuda``; imported only when CUDA is asked for."""
-
-    name = "cuda"
-
-    def __init__(self):
-        try:
-            from numba import cuda
-        except Exception as exc:
-            raise _Unavailable(f"numba.cuda cannot be imported: {exc}") from None
-        self.cuda = cuda
-
-    def to_device(self, array):
-        return self.cuda.to_device(np.ascontiguousarray(array))
-
-    def empty(self, shape, dtype):
-        return self.cuda.device_array(shape, dtype=dtype)
-
-    def zeros(self, shape, dtype):
-        return self.cuda.to_device(np.zeros(shape, dtype=dtype))
-
-    def fill_zero(self, array):
-        if array.size == 0:
-            return
-        try:
-            from .kernels.cuda._jit import fill
-            fill(array, 0)
-            return
-        except (ImportError, AttributeError):  # pragma: no cover - an older CUDA backend
-            pass
-        try:
-            from numba.cuda.cudadrv.driver import device_memset
-            device_memset(array, 0, array.nbytes)
-        except Exception:  # pragma: no cover - simulator or older numba
-            array.copy_to_device(np.zeros(array.shape, dtype=array.dtype))
-
-    def sync(self):
-        self.cuda.synchronize()
-
-    def adam(self, params, grads, lr=1e-4, beta_1=0.9, beta_2=0.999, eps=1e-8):
-        cuda = self.cuda
-
-        @cuda.jit
-        def adam_kernel(p, g, m, v, size, b1, b2, eps):
-            i = cuda.grid(1)
-            if i < p.size:
-                gi = g[i]
-                m[i] = b1 * m[i] + (1.0 - b1) * gi
-                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi
-                p[i] -= size * m[i] / (math.sqrt(v[i]) + eps)
-
-        m = self.zeros(params.shape, params.dtype)
-        v = self.zeros(params.shape, params.dtype)
-        threads = 256
-        blocks = max(1, (params.size + threads - 1) // threads)
-        t = [0]
-
-        def step():
-            t[0] += 1
-            size = lr * math.sqrt(1.0 - beta_2 ** t[0]) / (1.0 - beta_1 ** t[0])
-            adam_kernel[blocks, threads](params, grads, m, v, size, beta_1, beta_2, eps)
-
-        return step
 
 
 def _cuda_error_text(cuda):
@@ -857,9 +636,13 @@ def _crossover(results, cells):
     return out
 
 
-def _progress_line(entry):
+def _progress_line(entry, reported):
+    """One progress line; a device's reason for not running is given once, on its first."""
     head = f"{entry['cell']} H={entry['hidden_size']} {entry['device']}: "
     if not entry["available"]:
+        if entry["device"] in reported:
+            return head + "not available (see above)"
+        reported.add(entry["device"])
         return head + f"not available ({entry['reason']})"
     return head + f"step {_ms(entry['timings']['train_step']['median'])} ms"
 

@@ -1,23 +1,49 @@
-"""``Recurrent``: a stack of RNN, LSTM or GRU layers that mirrors PyTorch's layers."""
+"""``Recurrent``: a stack of RNN, LSTM or GRU layers that mirrors PyTorch's layers.
+
+This is the one layer loop of rnnumba (layers × directions, dropout between layers,
+lengths, activations kept for BPTT): the public :meth:`Recurrent.forward` and
+:meth:`Recurrent.backward`, the networks the estimators train and the profiler all run
+through :meth:`Recurrent.run_forward` and :meth:`Recurrent.run_backward`, on whichever
+backend object (:mod:`rnnumba.backend`) the network's device gives.
+"""
 
 import numbers
-from collections.abc import Mapping
-
 import numpy as np
-from sklearn.utils import assert_all_finite, check_random_state
 
-from .backend import cell_kernels, resolve_device
-from .kernels.cpu._threads import single_threaded_blas
-from .kernels.cpu.chunks import backward_in_chunks, gate_gradient_buffer
+from .backend import NO_CLOCK, get_backend, resolve_device
 from .kernels.gates import ACT_RELU, ACT_TANH
-from .params import buffer_size, init_uniform, make_views, parameter_shapes
+from .params import (ParameterOwner, all_finite, check_random_state, init_uniform, numeric_array,
+                     parameter_shapes)
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = {"tanh": ACT_TANH, "relu": ACT_RELU}
 DTYPES = ("float32", "float64")
+_WEIGHT_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-class Recurrent:
+class Activations:
+    """What a forward pass keeps for BPTT, in the backend's arrays (time-major).
+
+    ``inputs[l]`` and ``outputs[l]`` are layer ``l``'s input and output ``(T, N, ...)``,
+    ``caches[l][d]`` its gate cache per direction, ``masks[l]`` the dropout mask applied to
+    its output (or None); ``h0``/``c0``/``h_n``/``c_n`` are lists with one ``(N, H)``
+    array per layer and direction (``c0``/``c_n`` None but for the LSTM).
+    """
+
+    __slots__ = ("lengths", "h0", "c0", "inputs", "outputs", "caches", "masks", "h_n", "c_n")
+
+    def __init__(self, lengths, h0, c0):
+        self.lengths, self.h0, self.c0 = lengths, h0, c0
+        self.inputs, self.outputs, self.caches, self.masks = [], [], [], []
+        self.h_n = self.c_n = None
+
+    @property
+    def output(self):
+        """The last layer's output ``(T, N, D*H)``."""
+        return self.outputs[-1]
+
+
+class Recurrent(ParameterOwner):
     """Stacked, optionally bidirectional RNN/LSTM/GRU with Numba kernels.
 
     Weights, shapes, gate order and results equal ``torch.nn.RNN/LSTM/GRU(batch_first=True)``.
@@ -27,8 +53,10 @@ class Recurrent:
     cell : {"rnn", "lstm", "gru"}, default="lstm"
     input_size : int
         Features per time step.
-    hidden_size : int
-        Units per layer and direction.
+    hidden_size : int or sequence of int
+        Units per layer and direction. A sequence gives each layer its own width (then
+        ``num_layers`` is its length; PyTorch's layers all have one width, and states are
+        then returned per layer, see :meth:`forward`).
     num_layers : int, default=1
     bidirectional : bool, default=False
     nonlinearity : {"tanh", "relu"}, default="tanh"
@@ -39,12 +67,14 @@ class Recurrent:
     device : {"cpu", "cuda", "auto"}, default="cpu"
         ``"cuda"`` runs the kernels on an NVIDIA GPU (weights mirrored on the device,
         activations kept there between forward and backward); ``"auto"`` picks it when a
-        CUDA device works.
+        CUDA device works (never Numba's CUDA simulator).
     random_state : int, RandomState or None
         Seeds the initialisation (uniform in ``±1/sqrt(hidden_size)``) and dropout masks.
 
     Attributes
     ----------
+    hidden_sizes : tuple of int
+        The width of every layer.
     flat_params : ndarray of shape (n_params,)
         All weights in ``state_dict`` order; every weight is a view of it. Assigning to it
         copies into the buffer.
@@ -61,8 +91,19 @@ class Recurrent:
             raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
         self.cell = cell
         self.input_size = _positive_int(input_size, "input_size")
-        self.hidden_size = _positive_int(hidden_size, "hidden_size")
-        self.num_layers = _positive_int(num_layers, "num_layers")
+        if isinstance(hidden_size, (list, tuple, np.ndarray)):
+            sizes = tuple(_positive_int(h, "hidden_size") for h in hidden_size)
+            if not sizes:
+                raise ValueError("hidden_size must name at least one layer")
+            if num_layers not in (1, len(sizes)):
+                raise ValueError(f"num_layers={num_layers!r} does not match the "
+                                 f"{len(sizes)} widths in hidden_size")
+        else:
+            sizes = (_positive_int(hidden_size, "hidden_size"),) * _positive_int(
+                num_layers, "num_layers")
+        self.hidden_sizes = sizes
+        self.hidden_size = sizes[0] if len(set(sizes)) == 1 else sizes
+        self.num_layers = len(sizes)
         if not isinstance(bidirectional, (bool, np.bool_)):
             raise TypeError(f"bidirectional must be a bool, got {bidirectional!r}")
         self.bidirectional = bool(bidirectional)
@@ -81,12 +122,10 @@ class Recurrent:
         self.device = resolve_device(device)
         self.training = True
         self._rng = check_random_state(random_state)
-        self._shapes = parameter_shapes(cell, self.input_size, self.hidden_size,
-                                        self.num_layers, self.bidirectional)
-        size = buffer_size(self._shapes)
-        self._flat_params = np.empty(size, dtype=self.dtype)
-        self._flat_grads = np.zeros(size, dtype=self.dtype)
-        self._bind_views()
+        self._own_store(parameter_shapes(cell, self.input_size, self.hidden_sizes,
+                                         self.bidirectional), self.dtype)
+        self._workspace = None
+        self._activations = None
         self.reset_parameters()
 
     # ----------------------------------------------------------------- parameters
@@ -96,50 +135,29 @@ class Recurrent:
         return 2 if self.bidirectional else 1
 
     @property
-    def flat_params(self):
-        return self._flat_params
-
-    @flat_params.setter
-    def flat_params(self, values):
-        values = np.asarray(values)
-        if values.shape != self._flat_params.shape:
-            raise ValueError(f"flat_params must have shape {self._flat_params.shape}, "
-                             f"got {values.shape}")
-        self._flat_params[...] = values
-
-    @property
-    def flat_grads(self):
-        return self._flat_grads
+    def output_size(self):
+        """Features per step of the output: ``num_directions * hidden_sizes[-1]``."""
+        return self.num_directions * self.hidden_sizes[-1]
 
     def reset_parameters(self):
-        """Draw new weights, uniform in ``±1/sqrt(hidden_size)`` as PyTorch does."""
-        init_uniform(self._flat_params, self.hidden_size, self._rng)
+        """Draw new weights, uniform in ``±1/sqrt(hidden_size)`` as PyTorch does (each
+        layer's own width where they differ)."""
+        if len(set(self.hidden_sizes)) == 1:
+            init_uniform(self.flat_params, self.hidden_sizes[0], self._rng)
+        else:
+            self.initialize_layers([self._rng] * self.num_layers)
 
-    def state_dict(self):
-        """Return copies of the weights under PyTorch's names, shapes and gate order."""
-        return {name: view.copy() for name, view in self._params.items()}
-
-    def load_state_dict(self, state_dict):
-        """Copy weights from a PyTorch-style dict of array-likes; every key and shape is checked."""
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-        expected = dict(self._shapes)
-        missing = [name for name in expected if name not in state_dict]
-        extra = [str(name) for name in state_dict if name not in expected]
-        if missing or extra:
-            raise ValueError(f"state_dict does not match this network: missing keys {missing}, "
-                             f"unexpected keys {extra}")
-        arrays = {}
-        for name, shape in expected.items():
-            value = _numeric_array(state_dict[name], f"state_dict[{name!r}]")
-            if value.shape != shape:
-                raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, "
-                                 f"expected {shape}")
-            if not _all_finite(value):
-                raise ValueError(f"state_dict[{name!r}] contains NaN or infinity")
-            arrays[name] = value
-        for name, value in arrays.items():
-            self._params[name][...] = value
+    def initialize_layers(self, rngs):
+        """Draw each layer's weights from its own generator (``rngs``, one per layer)."""
+        params = self._store.views(self._prefix)
+        for layer, (hidden, rng) in enumerate(zip(self.hidden_sizes, rngs)):
+            first = params[f"weight_ih_l{layer}"]
+            last = params[f"bias_hh_l{layer}" + ("_reverse" if self.bidirectional else "")]
+            start = first.__array_interface__["data"][0]
+            stop = last.__array_interface__["data"][0] + last.nbytes
+            flat = self.flat_params
+            offset = (start - flat.__array_interface__["data"][0]) // flat.itemsize
+            init_uniform(flat[offset:offset + (stop - start) // flat.itemsize], hidden, rng)
 
     def train(self, mode=True):
         """Switch dropout on (``mode=True``) or off; returns ``self``."""
@@ -150,7 +168,36 @@ class Recurrent:
         """Switch dropout off; returns ``self``."""
         return self.train(False)
 
-    # ----------------------------------------------------------------- forward
+    # ----------------------------------------------------------------- placement
+    def bind(self, store, prefix):
+        super().bind(store, prefix)
+        self._activations = None
+
+    def to_device(self, device):
+        """Run on ``device`` from now on (host weights are kept); returns ``self``."""
+        self.device = resolve_device(device)
+        self._workspace = None
+        self._activations = None
+        if self._store.backend is not None and self._store.backend.name != self.device:
+            self._store.attach(None)
+        return self
+
+    @property
+    def backend(self):
+        """The backend object of :attr:`device` (raises where that device cannot run)."""
+        backend = get_backend(self.device)
+        self.attach(backend)
+        return backend
+
+    def workspace(self):
+        """This network's named arrays on its device (kept between calls on a GPU)."""
+        backend = self.backend
+        if self._workspace is None or self._workspace_backend is not backend:
+            self._workspace = backend.workspace()
+            self._workspace_backend = backend
+        return self._workspace
+
+    # ----------------------------------------------------------------- public API
     def forward(self, X, lengths=None, hx=None):
         """Run the network over a padded batch.
 
@@ -161,86 +208,74 @@ class Recurrent:
             Sequence ``n`` uses its first ``lengths[n]`` steps, as PyTorch's
             ``pack_padded_sequence(..., enforce_sorted=False)``.
         hx : array of shape (num_layers*D, N, hidden_size), or ``(h0, c0)`` for the LSTM
+            With layers of different widths, a list with one ``(D, N, hidden_sizes[l])``
+            array per layer (a pair of such lists for the LSTM).
 
         Returns
         -------
         output : ndarray of shape (N, T, D*hidden_size)
-            Zero past each sequence's end. A read-only view of the activations that
-            :meth:`backward` uses (not a copy, as PyTorch's ``batch_first`` output is a
+            Zero past each sequence's end. On the CPU a read-only view of the activations
+            that :meth:`backward` uses (not a copy, as PyTorch's ``batch_first`` output is a
             transposed view); copy it to modify it.
         h_n : ndarray of shape (num_layers*D, N, hidden_size), or ``(h_n, c_n)`` for the LSTM
+            Per layer where the widths differ, as ``hx``.
         """
-        X = self._check_input(X)
-        n_seq, steps, _ = X.shape
-        lengths = _check_lengths(lengths, n_seq, steps)
-        hx = self._check_hx(hx, n_seq)
-        return self._forward_unchecked(X, lengths, hx)
+        output, states, activations = self._public_forward(X, lengths, hx)
+        self._activations = activations
+        return output, states
 
     __call__ = forward
 
-    def _forward_unchecked(self, X, lengths, hx=None):
-        """:meth:`forward` without validation: ``X`` of the network dtype, C-contiguous or an
-        output of :meth:`forward` (time-major storage),
-        ``lengths`` int64 in ``0..T`` (0 passes the state through), ``hx`` checked or None."""
-        if self.device == "cuda":
-            return self._cuda_forward(X, lengths, hx)
-        return self._cpu_forward(X, lengths, hx)
+    def step(self, X, hx=None):
+        """Advance the network a few steps from given states, as inference.
 
-    def _cpu_forward(self, X, lengths, hx):
-        with single_threaded_blas():  # once here rather than in each phase
-            return self._cpu_forward_phases(X, lengths, hx)
+        The same as :meth:`forward` with ``hx`` on a network in evaluation mode, without
+        keeping activations for :meth:`backward`: feeding a sequence in pieces, each from the
+        states the previous piece returned, gives the outputs and final states of one
+        :meth:`forward` over the whole of it. Causal (one-directional) networks only.
 
-    def _cpu_forward_phases(self, X, lengths, hx):
-        common, kernels = cell_kernels(self.device, self.cell)
-        self._activations = None  # release the previous batch's before allocating new ones
+        Parameters
+        ----------
+        X : array-like of shape (N, k, input_size)
+            The next ``k`` steps of ``N`` sequences.
+        hx : as :meth:`forward`, optional (zeros)
+
+        Returns
+        -------
+        output : ndarray of shape (N, k, hidden_size)
+        h_n : the new states, as :meth:`forward` returns them
+        """
+        if self.bidirectional:
+            raise ValueError("step() needs a causal network: a bidirectional one reads each "
+                             "sequence from its end, which is not known while stepping")
+        training = self.training
+        self.training = False
+        try:
+            output, states, _ = self._public_forward(X, None, hx)
+        finally:
+            self.training = training
+        return output, states
+
+    def _public_forward(self, X, lengths, hx):
+        X = self._check_input(X)
         n_seq, steps, _ = X.shape
-        layers, dirs, hidden = self.num_layers, self.num_directions, self.hidden_size
-        h0, c0 = self._initial_states(hx, n_seq)
-        lstm = self.cell == "lstm"
-        h_n = np.empty((layers * dirs, n_seq, hidden), dtype=self.dtype)
-        c_n = np.empty_like(h_n) if lstm else None
-        act = NONLINEARITIES[self.nonlinearity]
-        # The time-major view of X, not a copy: project_input and weight_gradients copy it
-        # a chunk of steps at a time (kernel contract). A previous layer's output, as
-        # forward returns it, is already time-major.
-        layer_input = X.transpose(1, 0, 2)
-        inputs, outputs, caches, masks = [], [], [], []
-        for layer in range(layers):
-            out = np.empty((steps, n_seq, dirs * hidden), dtype=self.dtype)
-            caches.append([])
-            for direction in range(dirs):
-                k = layer * dirs + direction
-                weights = self._layer_weights(layer, direction)
-                cache = np.empty((steps, n_seq, kernels.cache_width(hidden)), dtype=self.dtype)
-                # The input is projected straight into what the recurrence writes over it.
-                layer_proj, _, _ = common.in_place_buffers(self.cell, cache, out,
-                                                           direction * hidden, hidden)
-                common.project_input(layer_input, weights["weight_ih"], weights["bias_ih"],
-                                     layer_proj)
-                kernels.forward_sequence(
-                    layer_proj, weights["weight_hh"], weights["bias_hh"], h0[k],
-                    self._cell_state(c0, k), lengths, direction == 1, act, out, direction * hidden,
-                    cache, h_n[k], self._cell_state(c_n, k))
-                caches[-1].append(cache)
-            inputs.append(layer_input)
-            outputs.append(out)
-            mask = None
-            if layer < layers - 1 and self.training and self.dropout > 0.0:
-                keep = 1.0 - self.dropout
-                mask = (self._rng.random_sample(out.shape) < keep).astype(self.dtype) / keep
-                layer_input = out * mask
-            else:
-                layer_input = out
-            masks.append(mask)
-        self._activations = {"lengths": lengths, "h0": h0, "c0": c0, "inputs": inputs,
-                             "outputs": outputs, "caches": caches, "masks": masks}
-        # A read-only view of the activations, as PyTorch's batch_first output is a
-        # transposed view of its own: a copy would add a whole layer's outputs to the peak.
-        output = outputs[-1].transpose(1, 0, 2)
-        output.flags.writeable = False
-        return output, ((h_n, c_n) if lstm else h_n)
+        lengths = check_lengths(lengths, n_seq, steps)
+        hx = self._check_hx(hx, n_seq)
+        backend, workspace = self.backend, self.workspace()
+        self._activations = None  # release the previous batch's before allocating new ones
+        x = (backend.time_major(X) if backend.name == "cpu"
+             else workspace.upload("x", X.transpose(1, 0, 2)))
+        h0, c0 = self.initial_states(hx, n_seq)
+        if not self._store.resident:
+            self._store.push()
+        with backend.compute():
+            acts = self.run_forward(x, workspace.upload("lengths", lengths), h0, c0)
+        output = backend.batch_major_host(acts.output, read_only=True)
+        h_n = self._states_to_host(acts.h_n)
+        if self.cell == "lstm":
+            return output, (h_n, self._states_to_host(acts.c_n)), acts
+        return output, h_n, acts
 
-    # ----------------------------------------------------------------- backward
     def backward(self, grad_output=None, grad_h_n=None, grad_c_n=None,
                  retain_activations=False, input_grad=True):
         """Backpropagate through time from the latest :meth:`forward`.
@@ -249,7 +284,7 @@ class Recurrent:
         ----------
         grad_output : array of shape (N, T, D*hidden_size), optional (zeros)
         grad_h_n, grad_c_n : array of shape (num_layers*D, N, hidden_size), optional (zeros)
-            ``grad_c_n`` is for the LSTM only.
+            ``grad_c_n`` is for the LSTM only; per layer where the widths differ.
         retain_activations : bool, default=False
             Keep the activations of the forward for another ``backward``, as PyTorch's
             ``retain_graph``. By default they are consumed: the gate gradients are written
@@ -267,7 +302,7 @@ class Recurrent:
             None), ``"h0"`` and, for the LSTM, ``"c0"``. :attr:`flat_grads` holds the same
             weight gradients.
         """
-        acts = getattr(self, "_activations", None)
+        acts = self._activations
         if acts is None:
             raise RuntimeError(
                 "backward() needs the activations of a forward() call first; each forward() "
@@ -276,158 +311,211 @@ class Recurrent:
                            ("input_grad", input_grad)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
-        n_seq = acts["h0"].shape[1]
-        steps = acts["outputs"][0].shape[0]
-        out_shape = (n_seq, steps, self.num_directions * self.hidden_size)
-        state_shape = acts["h0"].shape
-        grad_output = self._check_grad(grad_output, out_shape, "grad_output")
-        grad_h_n = self._check_grad(grad_h_n, state_shape, "grad_h_n")
+        steps, n_seq = acts.output.shape[0], acts.output.shape[1]
+        backend, workspace = self.backend, self.workspace()
+        grad_output = self._check_grad(grad_output, (n_seq, steps, self.output_size),
+                                       "grad_output")
+        if grad_output is not None:
+            grad_output = (backend.time_major(grad_output) if backend.name == "cpu" else
+                           workspace.upload("grad_out", grad_output.transpose(1, 0, 2)))
+        grad_h_n = self._upload_states(self._check_states(grad_h_n, n_seq, "grad_h_n"),
+                                       "grad_h_n")
         if self.cell == "lstm":
-            grad_c_n = self._check_grad(grad_c_n, state_shape, "grad_c_n")
+            grad_c_n = self._upload_states(self._check_states(grad_c_n, n_seq, "grad_c_n"),
+                                           "grad_c_n")
         elif grad_c_n is not None:
             raise ValueError(f"grad_c_n applies to cell='lstm' only, not cell={self.cell!r}")
-        return self._backward_unchecked(grad_output, grad_h_n, grad_c_n, bool(input_grad),
-                                        retain_activations=bool(retain_activations))
-
-    def _backward_unchecked(self, grad_output, grad_h_n, grad_c_n, need_input_grad=True,
-                            retain_activations=False):
-        """:meth:`backward` on checked arrays; ``grad_output`` (N, T, D*H) C-contiguous.
-
-        With ``need_input_grad=False`` the result's ``"input"`` is None (not computed).
-        Without ``retain_activations`` the activations are spent and released.
-        """
         try:
-            if self.device == "cuda":
-                return self._cuda_runner().backward(self, grad_output, grad_h_n, grad_c_n,
-                                                    need_input_grad)
-            return self._cpu_backward(grad_output, grad_h_n, grad_c_n, need_input_grad,
-                                      over_cache=not retain_activations)
+            with backend.compute():
+                grad_x, grad_h0, grad_c0 = self.run_backward(
+                    acts, grad_output, grad_h_n, grad_c_n, bool(input_grad),
+                    spend=not retain_activations)
         finally:
             if not retain_activations:
                 self._activations = None
+        self._store.pull_grads()
+        result = {name: view.copy()
+                  for name, view in self._store.views(self._prefix, grads=True).items()}
+        result["input"] = (None if grad_x is None
+                           else backend.batch_major_host(grad_x, read_only=False))
+        result["h0"] = self._states_to_host(grad_h0)
+        if self.cell == "lstm":
+            result["c0"] = self._states_to_host(grad_c0)
+        return result
 
-    def _cpu_backward(self, grad_output, grad_h_n, grad_c_n, need_input_grad, over_cache):
-        with single_threaded_blas():  # once here rather than in each phase
-            return self._cpu_backward_phases(grad_output, grad_h_n, grad_c_n, need_input_grad,
-                                             over_cache)
+    # ----------------------------------------------------------------- the layer loop
+    def run_forward(self, x, lengths, h0, c0, clock=NO_CLOCK):
+        """Forward through every layer and direction on the backend's arrays.
 
-    def _cpu_backward_phases(self, grad_output, grad_h_n, grad_c_n, need_input_grad,
-                             over_cache):
-        common, kernels = cell_kernels(self.device, self.cell)
-        acts = self._activations
-        lengths, h0, c0 = acts["lengths"], acts["h0"], acts["c0"]
-        n_seq, steps, _ = grad_output.shape
-        dirs, hidden = self.num_directions, self.hidden_size
-        act = NONLINEARITIES[self.nonlinearity]
-        self._flat_grads[:] = 0.0
-        grad_h0 = np.empty_like(h0)
-        grad_c0 = np.empty_like(h0) if self.cell == "lstm" else None
-        width = kernels.GATES * hidden
-        # Spent activations take the gate gradients over their gate cache (kernel contract;
-        # the GRU's n-gate recurrent gradient over its last columns). The RNN has none: its
-        # BPTT runs a chunk of steps at a time into a buffer of that chunk (chunks module).
-        chunked = self.cell == "rnn"
-        over_cache = over_cache and not chunked
-        if chunked:
-            d_ih = gate_gradient_buffer(steps, n_seq, hidden, self.num_layers * dirs,
-                                        self.dtype)
-        else:
-            d_ih = None if over_cache else np.empty((steps, n_seq, width), dtype=self.dtype)
-        d_hh = (np.empty((steps, n_seq, width), dtype=self.dtype)
-                if self.cell == "gru" and not over_cache else d_ih)
-        # The kernels take time-major views of batch-major gradients (any strides, kernel
-        # contract): the caller's grad_output and the returned input gradient are not copied.
-        grad_layer_out = grad_output.transpose(1, 0, 2)
-        grad_input = None
-        for layer in reversed(range(self.num_layers)):
-            layer_input = acts["inputs"][layer]
-            # The first layer's input gradient is one more GEMM; training loops skip it.
-            grad_input = (np.zeros((n_seq, steps, layer_input.shape[2]), dtype=self.dtype)
-                          .transpose(1, 0, 2) if layer > 0 or need_input_grad else None)
-            out = acts["outputs"][layer]
+        ``x`` ``(T, N, input_size)`` time-major (on the CPU also the time-major view of a
+        batch-major array), ``lengths`` int64 ``(N,)`` in ``0..T`` (0 passes the state
+        through), ``h0``/``c0`` lists of ``(N, H)`` arrays per layer and direction, as
+        :meth:`initial_states` makes them (``c0`` None but for the LSTM). The parameters
+        are read where they are (the caller pushes host changes). ``clock(phase)`` wraps
+        each phase (the profiler's). Returns the :class:`Activations`.
+        """
+        backend, workspace = self.backend, self.workspace()
+        kernels = backend.cell(self.cell)
+        params = self._store.views(self._prefix, where="device")
+        steps, n_seq = x.shape[0], x.shape[1]
+        dirs, act = self.num_directions, NONLINEARITIES[self.nonlinearity]
+        acts = Activations(lengths, h0, c0)
+        acts.h_n = self._state_list(workspace, "h_n", n_seq)
+        acts.c_n = self._state_list(workspace, "c_n", n_seq) if self.cell == "lstm" else None
+        placeholder = backend.placeholder(self.dtype)
+        layer_input = x
+        for layer, hidden in enumerate(self.hidden_sizes):
+            out = workspace.empty(f"out{layer}", (steps, n_seq, dirs * hidden), self.dtype)
+            caches = []
             for direction in range(dirs):
                 k = layer * dirs + direction
-                col = direction * hidden
-                weights = self._layer_weights(layer, direction)
-                grads = self._layer_weights(layer, direction, self._grads)
-                if chunked:
-                    backward_in_chunks(weights, grads, layer_input, out, col, h0[k],
-                                       lengths, direction == 1, act, grad_layer_out,
-                                       grad_h_n[k], grad_h0[k], grad_input, d_ih)
-                    continue
-                cache = acts["caches"][layer][direction]
-                _, d_in, d_rec = (common.in_place_buffers(self.cell, cache, out, col, hidden)
-                                  if over_cache else (None, d_ih, d_hh))
-                kernels.backward_sequence(
-                    weights["weight_hh"], weights["bias_hh"], h0[k], self._cell_state(c0, k),
-                    lengths, direction == 1, act, out, col, cache, grad_layer_out, grad_h_n[k],
-                    self._cell_state(grad_c_n, k), d_in, d_rec, grad_h0[k],
-                    self._cell_state(grad_c0, k))
-                common.weight_gradients(layer_input, out, col, h0[k], lengths, direction == 1,
-                                        d_in, d_rec, weights["weight_ih"], grads["weight_ih"],
-                                        grads["weight_hh"], grads["bias_ih"], grads["bias_hh"],
-                                        grad_input)
-            if layer > 0 and acts["masks"][layer - 1] is not None:
-                grad_input *= acts["masks"][layer - 1]
-            grad_layer_out = grad_input
-        del d_ih, d_hh  # before the copies below: not both at the peak
-        result = {name: view.copy() for name, view in self._grads.items()}
-        result["input"] = None if grad_input is None else grad_input.transpose(1, 0, 2)
-        result["h0"] = grad_h0
+                cache = workspace.empty(f"cache{k}", (steps, n_seq,
+                                                      kernels.cache_width(hidden)), self.dtype)
+                backend.forward_direction(
+                    self.cell, kernels, layer_input, _layer_weights(params, layer, direction),
+                    h0[k], placeholder if c0 is None else c0[k], lengths, direction == 1, act,
+                    out, direction * hidden, cache, acts.h_n[k],
+                    placeholder if acts.c_n is None else acts.c_n[k], workspace, clock)
+                caches.append(cache)
+            acts.inputs.append(layer_input)
+            acts.outputs.append(out)
+            acts.caches.append(caches)
+            mask = None
+            if layer < self.num_layers - 1 and self.training and self.dropout > 0.0:
+                keep = 1.0 - self.dropout
+                mask = workspace.upload(
+                    f"mask{layer}",
+                    (self._rng.random_sample(out.shape) < keep).astype(self.dtype) / keep)
+                layer_input = workspace.empty(f"dropped{layer}", out.shape, self.dtype)
+                backend.multiply(out, mask, layer_input)
+            else:
+                layer_input = out
+            acts.masks.append(mask)
+        return acts
+
+    def run_backward(self, acts, grad_output, grad_h_n, grad_c_n, need_input_grad=True,
+                     spend=True, clock=NO_CLOCK):
+        """BPTT through every layer and direction on the backend's arrays.
+
+        ``acts`` from :meth:`run_forward`; ``grad_output`` ``(T, N, D*H)`` time-major (on the
+        CPU also a time-major view of batch-major storage) or None (zeros); ``grad_h_n`` and
+        ``grad_c_n`` lists as :meth:`initial_states` makes them, or None (zeros). The weight
+        gradients go to the device gradient buffer (overwritten). With ``spend`` the
+        activations are spent (gate gradients written over the gate cache). Returns
+        ``(grad_x, grad_h0, grad_c0)``: the input gradient (time-major, or None without
+        ``need_input_grad``) and lists of the state gradients.
+        """
+        backend, workspace = self.backend, self.workspace()
+        kernels = backend.cell(self.cell)
+        params = self._store.views(self._prefix, where="device")
+        grads = self._store.views(self._prefix, where="device", grads=True)
+        start, stop = self._store.segment_bounds(self._prefix)
+        backend.fill(self._store.device_grads[start:stop], 0.0)
+        steps, n_seq = acts.output.shape[0], acts.output.shape[1]
+        dirs, act = self.num_directions, NONLINEARITIES[self.nonlinearity]
+        lstm = self.cell == "lstm"
+        placeholder = backend.placeholder(self.dtype)
+        if grad_output is None:
+            grad_output = workspace.zeros("grad_out", acts.output.shape, self.dtype)
+        if grad_h_n is None:
+            grad_h_n = self._state_list(workspace, "grad_h_n", n_seq, zeros=True)
+        if lstm and grad_c_n is None:
+            grad_c_n = self._state_list(workspace, "grad_c_n", n_seq, zeros=True)
+        grad_h0 = self._state_list(workspace, "grad_h0", n_seq)
+        grad_c0 = self._state_list(workspace, "grad_c0", n_seq) if lstm else None
+        scratch = backend.backward_scratch(workspace, self.num_layers * dirs)
+        grad_layer_out = grad_output
+        grad_x = None
+        for layer in reversed(range(self.num_layers)):
+            hidden = self.hidden_sizes[layer]
+            layer_input = acts.inputs[layer]
+            grad_x = None
+            if layer > 0 or need_input_grad:
+                grad_x = backend.input_gradient(workspace, f"grad_in{layer}", steps, n_seq,
+                                                layer_input.shape[2], self.dtype)
+            for direction in range(dirs):
+                k = layer * dirs + direction
+                backend.backward_direction(
+                    self.cell, kernels, layer_input, _layer_weights(params, layer, direction),
+                    _layer_weights(grads, layer, direction), acts.h0[k],
+                    acts.c0[k] if lstm else placeholder, acts.lengths, direction == 1, act,
+                    acts.outputs[layer], direction * hidden, acts.caches[layer][direction],
+                    grad_layer_out, grad_h_n[k], grad_c_n[k] if lstm else placeholder,
+                    grad_h0[k], grad_c0[k] if lstm else placeholder, grad_x, spend, scratch,
+                    clock)
+            if layer > 0 and acts.masks[layer - 1] is not None:
+                backend.multiply(grad_x, acts.masks[layer - 1], grad_x)
+            grad_layer_out = grad_x
+        scratch.clear()  # the gate-gradient buffers go before anything the caller allocates
+        return grad_x, grad_h0, grad_c0
+
+    def initial_states(self, hx, n_seq):
+        """``(h0, c0)`` lists of one ``(N, H)`` device array per layer and direction from
+        checked host states ``hx`` (or None: zeros); ``c0`` is None but for the LSTM."""
+        workspace = self.workspace()
         if self.cell == "lstm":
-            result["c0"] = grad_c0
-        return result
-
-    # ----------------------------------------------------------------- cuda
-    def _cuda_runner(self):
-        """The device-side state of this network (see :mod:`rnnumba.kernels.cuda.runner`)."""
-        resolve_device("cuda")  # a clear error where no device works (e.g. after unpickling)
-        from .kernels.cuda.runner import runner_for
-        return runner_for(self)
-
-    def _cuda_forward(self, X, lengths, hx):
-        """Forward on the device: weights, activations and workspace stay there; the
-        results come back as host arrays."""
-        result = self._cuda_runner().forward(self, X, lengths, hx)
-        # The activations live in the runner; backward() only needs their shapes here.
-        n_seq, steps, _ = X.shape
-        zero = np.zeros((), dtype=self.dtype)
-        states = (self.num_layers * self.num_directions, n_seq, self.hidden_size)
-        self._activations = {
-            "device": "cuda", "lengths": lengths, "h0": np.broadcast_to(zero, states),
-            "outputs": [np.broadcast_to(zero, (steps, n_seq, self.num_directions
-                                               * self.hidden_size))]}
-        return result
-
-    # ----------------------------------------------------------------- helpers
-    def _bind_views(self):
-        self._params = make_views(self._flat_params, self._shapes)
-        self._grads = make_views(self._flat_grads, self._shapes)
-
-    def _layer_weights(self, layer, direction, views=None):
-        views = self._params if views is None else views
-        suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        return {kind: views[kind + suffix]
-                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-
-    def _placeholder(self):
-        return np.empty((0, 0), dtype=self.dtype)
-
-    def _cell_state(self, states, k):
-        return self._placeholder() if states is None else states[k]
-
-    def _initial_states(self, hx, n_seq):
-        shape = (self.num_layers * self.num_directions, n_seq, self.hidden_size)
-        if self.cell == "lstm":
-            h0, c0 = hx if hx is not None else (None, None)
-            c0 = np.zeros(shape, dtype=self.dtype) if c0 is None else c0
+            h_host, c_host = hx if hx is not None else (None, None)
         else:
-            h0, c0 = hx, None
-        h0 = np.zeros(shape, dtype=self.dtype) if h0 is None else h0
+            h_host, c_host = hx, None
+        h0 = self._upload_states(h_host, "h0") if h_host is not None else \
+            self._state_list(workspace, "h0", n_seq, zeros=True)
+        if self.cell != "lstm":
+            return h0, None
+        c0 = self._upload_states(c_host, "c0") if c_host is not None else \
+            self._state_list(workspace, "c0", n_seq, zeros=True)
         return h0, c0
 
+    # ----------------------------------------------------------------- states
+    def _uniform(self):
+        return len(set(self.hidden_sizes)) == 1
+
+    def state_shapes(self, n_seq):
+        """Shapes of the arrays that hold one kind of state (``h`` or ``c``) of ``n_seq``
+        sequences: one ``(num_layers*D, N, H)`` where the widths agree, else one
+        ``(D, N, H_l)`` per layer."""
+        dirs = self.num_directions
+        if self._uniform():
+            return [(self.num_layers * dirs, n_seq, self.hidden_sizes[0])]
+        return [(dirs, n_seq, hidden) for hidden in self.hidden_sizes]
+
+    def state_list(self, containers):
+        """The per-layer-and-direction ``(N, H)`` views of state arrays shaped as
+        :meth:`state_shapes` says (one array, or a list of one per layer)."""
+        if isinstance(containers, list):
+            states = _StateList(part[d] for part in containers
+                                for d in range(self.num_directions))
+        else:
+            states = _StateList(containers[k] for k in range(containers.shape[0]))
+        states.containers = containers
+        return states
+
+    def _state_list(self, workspace, name, n_seq, zeros=False):
+        make = workspace.zeros if zeros else workspace.empty
+        shapes = self.state_shapes(n_seq)
+        if self._uniform():
+            return self.state_list(make(name, shapes[0], self.dtype))
+        return self.state_list([make(f"{name}{layer}", shape, self.dtype)
+                                for layer, shape in enumerate(shapes)])
+
+    def _states_to_host(self, states):
+        backend = self.backend
+        if isinstance(states.containers, list):
+            return [np.array(backend.to_host(c)) for c in states.containers]
+        return np.array(backend.to_host(states.containers))
+
+    def _upload_states(self, host, name):
+        """Checked host states (as :meth:`forward` takes them) as a device state list."""
+        if host is None:
+            return None
+        workspace = self.workspace()
+        if self._uniform():
+            return self.state_list(workspace.upload(name, host))
+        return self.state_list([workspace.upload(f"{name}{layer}", part)
+                                for layer, part in enumerate(host)])
+
+    # ----------------------------------------------------------------- checks
     def _check_input(self, X):
-        X = _numeric_array(X, "X")
+        X = numeric_array(X, "X")
         if X.ndim != 3:
             raise ValueError(f"X must be 3-D (N, T, input_size), got shape {X.shape}")
         n_seq, steps, features = X.shape
@@ -438,43 +526,53 @@ class Recurrent:
             raise ValueError("X holds no sequences (N == 0)")
         if steps == 0:
             raise ValueError("X has an empty time axis (T == 0)")
-        if not _all_finite(X):
+        if not all_finite(X):
             raise ValueError("X contains NaN or infinity")
         return np.ascontiguousarray(X, dtype=self.dtype)
 
     def _check_hx(self, hx, n_seq):
         if hx is None:
             return None
-        shape = (self.num_layers * self.num_directions, n_seq, self.hidden_size)
         if self.cell == "lstm":
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError("hx for the LSTM must be a tuple (h0, c0)")
-            return tuple(self._check_state(s, shape, name) for s, name in zip(hx, ("h0", "c0")))
-        return self._check_state(hx, shape, "hx")
+            return tuple(self._check_states(s, n_seq, name) for s, name in zip(hx, ("h0", "c0")))
+        return self._check_states(hx, n_seq, "hx")
 
-    def _check_state(self, value, shape, name):
-        value = _numeric_array(value, name)
+    def _check_states(self, value, n_seq, name):
+        """Host states as :meth:`forward` takes them, checked; None stays None."""
+        if value is None:
+            return None
+        dirs = self.num_directions
+        if self._uniform():
+            shape = (self.num_layers * dirs, n_seq, self.hidden_sizes[0])
+            return self._check_state(value, shape, name, "(num_layers*D, N, hidden_size)")
+        if not isinstance(value, (list, tuple)) or len(value) != self.num_layers:
+            raise TypeError(f"{name} must be a list of {self.num_layers} arrays, one "
+                            "(D, N, hidden_sizes[l]) per layer")
+        return [self._check_state(part, (dirs, n_seq, hidden), f"{name}[{layer}]",
+                                  "(D, N, hidden_sizes[l])")
+                for layer, (part, hidden) in enumerate(zip(value, self.hidden_sizes))]
+
+    def _check_state(self, value, shape, name, layout):
+        value = numeric_array(value, name)
         if value.shape != shape:
-            raise ValueError(f"{name} must have shape {shape} (num_layers*D, N, hidden_size), "
-                             f"got {value.shape}")
-        if not _all_finite(value):
+            raise ValueError(f"{name} must have shape {shape} {layout}, got {value.shape}")
+        if not all_finite(value):
             raise ValueError(f"{name} contains NaN or infinity")
         return np.ascontiguousarray(value, dtype=self.dtype)
 
     def _check_grad(self, value, shape, name):
         if value is None:
-            return np.zeros(shape, dtype=self.dtype)
-        return self._check_state(value, shape, name)
+            return None
+        return self._check_state(value, shape, name, "(N, T, D*hidden_size)")
 
+    # ----------------------------------------------------------------- pickling
     def __getstate__(self):
         state = self.__dict__.copy()
-        for transient in ("_params", "_grads", "_activations"):
-            state.pop(transient, None)
+        state.update(_workspace=None, _activations=None)
+        state.pop("_workspace_backend", None)
         return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._bind_views()
 
     def __repr__(self):
         extra = f", nonlinearity={self.nonlinearity!r}" if self.cell == "rnn" else ""
@@ -482,6 +580,17 @@ class Recurrent:
                 f"hidden_size={self.hidden_size}, num_layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}{extra}, dtype={str(self.dtype)!r}, "
                 f"device={self.device!r})")
+
+
+class _StateList(list):
+    """A list of per-layer-and-direction states that remembers the arrays they view."""
+
+    containers = None
+
+
+def _layer_weights(views, layer, direction):
+    suffix = f"_l{layer}" + ("_reverse" if direction else "")
+    return {kind: views[kind + suffix] for kind in _WEIGHT_KINDS}
 
 
 def _positive_int(value, name):
@@ -500,37 +609,7 @@ def _is_dtype_like(value):
     return True
 
 
-def _numeric_array(value, name):
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numeric array: {exc}") from None
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
-    return array
-
-
-def _all_finite(array):
-    """Whether ``array`` holds no NaN or infinity, checked without a flag per element (a
-    flag array as large as a gradient was a quarter of the activations at the peak).
-
-    A NaN or infinity makes the sum NaN or infinite, so a finite sum settles it; a sum that
-    is not finite (a NaN, an infinity, or finite values that overflow) goes to
-    scikit-learn's check, which looks at the elements. Summing here first skips
-    scikit-learn's per-call set-up: 8-10 us a check, where a small forward+backward takes
-    about 1 ms.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.add.reduce(array, axis=None)):
-            return True
-    try:
-        assert_all_finite(array, allow_nan=False)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_lengths(lengths, n_seq, steps):
+def check_lengths(lengths, n_seq, steps):
     """Validate ``lengths`` against a batch of ``n_seq`` sequences of ``steps`` steps."""
     if lengths is None:
         return np.full(n_seq, steps, dtype=np.int64)

@@ -223,18 +223,19 @@ def test_early_stopping_best_weights_are_the_ones_kept(monkeypatch):
     import rnnumba.training as training
     X, y = _small(n=100)
     seen = {}
-    original = training._update_no_improvement
+    original = training.Trainer._update_no_improvement
 
-    def spy(est, net, val_data, score_fn, tol, early_stopping):
-        improved = original(est, net, val_data, score_fn, tol, early_stopping)
-        seen["val"] = val_data
+    def spy(self, run, validation, score):
+        improved = original(self, run, validation, score)
+        seen["val"] = validation
         return improved
 
-    monkeypatch.setattr(training, "_update_no_improvement", spy)
+    monkeypatch.setattr(training.Trainer, "_update_no_improvement", spy)
     est = RNNRegressor(early_stopping=True, n_iter_no_change=2, max_iter=100,
                        learning_rate_init=0.05, hidden_layer_sizes=(8,),
                        random_state=0).fit(X, y)
-    assert est._validation_score(seen["val"]) == pytest.approx(est.best_validation_score_)
+    assert est._validation_score(est._model, seen["val"]) == pytest.approx(
+        est.best_validation_score_)
 
 
 def test_determinism_bitwise():
@@ -297,15 +298,15 @@ def test_divergence_is_a_clear_error_and_keeps_finite_weights():
                        random_state=0)
     with pytest.raises(TrainingDivergedError, match="diverged"):
         est.fit(X, y * 1e6)
-    assert all(np.isfinite(p).all() for p in est._net.params)
+    assert np.isfinite(est._model.store.host).all()
 
 
 def test_keyboard_interrupt_keeps_best_weights(monkeypatch):
-    import rnnumba.training as training
     X, y = _small(n=40)
     est = RNNRegressor(**{**FAST, "max_iter": 50})
     calls = {"n": 0}
-    original = training.SequenceNetwork.loss_and_gradients
+    from rnnumba.model import SequenceModel
+    original = SequenceModel.loss_and_gradients
 
     def interrupt(self, *args, **kwargs):
         calls["n"] += 1
@@ -313,12 +314,12 @@ def test_keyboard_interrupt_keeps_best_weights(monkeypatch):
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(training.SequenceNetwork, "loss_and_gradients", interrupt)
+    monkeypatch.setattr(SequenceModel, "loss_and_gradients", interrupt)
     with pytest.warns(UserWarning, match="interrupted"):
         est.fit(X, y)
     assert est.n_iter_ == 3
-    best = est._best_weights
-    assert all(np.array_equal(a, b) for a, b in zip(best, est._net.params))
+    best = est._trainer.best_params
+    assert np.array_equal(best, est._model.store.host)
     est.predict(X)
 
 
@@ -335,16 +336,17 @@ def test_device_handling(monkeypatch):
 
 
 def test_auto_device_means_a_real_gpu(monkeypatch):
-    """``"auto"`` picks CUDA only for a working real device, never Numba's simulator."""
-    from rnnumba import backend
-    from rnnumba.estimators import _resolve_estimator_device
+    """``"auto"`` picks CUDA only for a working real device, never Numba's simulator: for
+    the estimators and for ``Recurrent`` alike (one resolver)."""
+    from rnnumba import Recurrent, backend
     monkeypatch.setattr(backend, "cuda_unavailable_reason", lambda: None)
     monkeypatch.setattr(backend, "simulator_enabled", lambda: True)
-    assert _resolve_estimator_device("auto") == "cpu"
-    assert _resolve_estimator_device("cuda") == "cuda"
+    assert backend.resolve_device("auto") == "cpu"
+    assert backend.resolve_device("cuda") == "cuda"
+    assert Recurrent("gru", input_size=2, hidden_size=3, device="auto").device == "cpu"
     monkeypatch.setattr(backend, "simulator_enabled", lambda: False)
-    assert _resolve_estimator_device("auto") == "cuda"
-    assert _resolve_estimator_device("cpu") == "cpu"
+    assert backend.resolve_device("auto") == "cuda"
+    assert backend.resolve_device("cpu") == "cpu"
 
 
 def test_gpu_trained_estimator_loads_on_the_cpu_where_no_gpu_works(monkeypatch, tmp_path):
@@ -359,12 +361,12 @@ def test_gpu_trained_estimator_loads_on_the_cpu_where_no_gpu_works(monkeypatch, 
     # what a CUDA fit leaves behind (weights synced to the host): only the device differs
     est.set_params(device="cuda")
     est.device_ = "cuda"
-    est._net.to_device("cuda")
+    est._model.recurrent.device = "cuda"
     blob = pickle.dumps(est)
     est.save(tmp_path / "est.npz")
     monkeypatch.setattr(backend, "cuda_unavailable_reason", lambda: "no GPU in this test")
     for clone_ in (pickle.loads(blob), load(tmp_path / "est.npz")):
-        assert clone_.device_ == "cpu" and clone_._net.device == "cpu"
+        assert clone_.device_ == "cpu" and clone_._model.device == "cpu"
         np.testing.assert_array_equal(clone_.predict(X), expected)
 
 

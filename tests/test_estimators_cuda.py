@@ -7,9 +7,11 @@ Run with (slow: the simulator runs one Python thread per CUDA thread, so shapes 
 and, on a machine with an NVIDIA GPU, ``python -m pytest -m gpu tests/test_estimators_cuda.py``.
 
 During a CUDA fit the device holds the truth (weights, gradients, optimizer state); these
-tests check that the results equal the CPU fit, that the host weights are uploaded once per
-fit and synced back at the end, and that a CUDA-fitted estimator pickles and saves with host
-arrays only and predicts in a process where no CUDA device works.
+tests check that the results equal the CPU fit, that a batch costs a fixed, small number of
+host-device copies (its data in, one array of statistics out; no copy between layers), that
+the weights go up once per fit and come back once at its end, and that a CUDA-fitted
+estimator pickles and saves with host arrays only and predicts in a process where no CUDA
+device works.
 """
 
 import io
@@ -49,26 +51,33 @@ def sim_launches(request, monkeypatch):
     from numba import config
     if not config.ENABLE_CUDASIM:
         pytest.skip("numba was imported before NUMBA_ENABLE_CUDASIM=1 was set")
-    from rnnumba.kernels.cuda import _jit, optim
+    from rnnumba.kernels.cuda import _jit, _reduce
     monkeypatch.setattr(_jit, "GEMM_TILE", 4)
     monkeypatch.setattr(_jit, "ELEMENTWISE_BLOCK", 16)
-    monkeypatch.setattr(optim, "REDUCE_BLOCK", 16)
-    monkeypatch.setattr(optim, "REDUCE_MAX_BLOCKS", 1)
+    monkeypatch.setattr(_reduce, "REDUCE_BLOCK", 16)
+    monkeypatch.setattr(_reduce, "REDUCE_MAX_BLOCKS", 1)
 
 
 @pytest.fixture
-def uploads(monkeypatch):
-    """Count host-to-device copies of the recurrent weights, per network."""
-    from rnnumba.kernels.cuda.runner import CudaRunner
-    counts = []
-    original = CudaRunner.push_params
+def copies(monkeypatch):
+    """Every host-device copy the simulator makes, as ``(direction, elements)``: "up" for
+    host to device, "down" for device to host (device-to-device copies are not counted)."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+    seen = []
+    to_device, to_host = FakeCUDAArray.copy_to_device, FakeCUDAArray.copy_to_host
 
-    def push_params(self, model):
-        counts.append(id(model))
-        return original(self, model)
+    def up(self, ary, stream=0):
+        if not isinstance(ary, FakeCUDAArray):
+            seen.append(("up", self.size))
+        return to_device(self, ary, stream)
 
-    monkeypatch.setattr(CudaRunner, "push_params", push_params)
-    return counts
+    def down(self, ary=None, stream=0):
+        seen.append(("down", self.size))
+        return to_host(self, ary, stream)
+
+    monkeypatch.setattr(FakeCUDAArray, "copy_to_device", up)
+    monkeypatch.setattr(FakeCUDAArray, "copy_to_host", down)
+    return seen
 
 
 def _data(n=8, steps=4, features=2, seed=0):
@@ -96,12 +105,16 @@ def _assert_same_fit(cpu, gpu, X):
     assert gpu.device_ == "cuda" and cpu.device_ == "cpu"
     np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=RTOL)
     if cpu.validation_scores_ is not None:
-        assert gpu.validation_scores_ == cpu.validation_scores_
-    for a, b in zip(gpu._net.params, cpu._net.params):  # host buffers synced after fit
-        assert type(a) is np.ndarray
-        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+        # the head and the loss run on the device too now: equal up to rounding
+        np.testing.assert_allclose(gpu.validation_scores_, cpu.validation_scores_, rtol=RTOL)
+    # host buffers synced after the fit
+    assert type(gpu._model.store.host) is np.ndarray and not gpu._model.store.resident
+    np.testing.assert_allclose(gpu._model.store.host, cpu._model.store.host, rtol=RTOL,
+                               atol=ATOL)
     for name in ("ms", "vs", "velocities"):  # optimizer state synced back too
-        for a, b in zip(getattr(gpu._optimizer, name, []), getattr(cpu._optimizer, name, [])):
+        for a, b in zip(getattr(gpu._trainer.optimizer, name, []),
+                        getattr(cpu._trainer.optimizer, name, [])):
+            assert type(a) is np.ndarray
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
     if isinstance(cpu, RNNClassifier):
         np.testing.assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), rtol=RTOL,
@@ -117,23 +130,50 @@ def _assert_same_fit(cpu, gpu, X):
     (RNNRegressor, "gru", "adam", (3, 2), 3),
     (RNNRegressor, "lstm", "sgd", (2,), 6),
 ], ids=["clf-lstm-adam", "clf-gru-sgd", "reg-gru-adam-stacked", "reg-lstm-sgd"])
-def test_cuda_fit_matches_cpu_and_uploads_weights_once(cls, cell, solver, sizes, batch,
-                                                       uploads):
+def test_cuda_fit_matches_cpu(cls, cell, solver, sizes, batch):
     """Early stopping on (validation forwards, best-weight snapshots and the restore at the
-    end all run while the device holds the weights); one upload per layer per fit."""
+    end all run while the device holds the weights)."""
     X, y, cpu, gpu = _fit_both(
         cls, "cls" if cls is RNNClassifier else "reg", cell=cell, solver=solver,
         hidden_layer_sizes=sizes, early_stopping=True, validation_fraction=0.25,
         batch_size=batch, learning_rate_init=0.05, alpha=1e-3, clip_norm=0.5)
-    # 2 epochs x (1 or 2) batches + 2 validation passes; each layer's weights went up once
-    layers = [id(layer) for layer in gpu._net.layers]
-    assert sorted(uploads) == sorted(layers)
     assert len(gpu.validation_scores_) == 2
-    assert all(type(w) is np.ndarray for w in gpu._best_weights)
+    assert type(gpu._trainer.best_params) is np.ndarray
     _assert_same_fit(cpu, gpu, X)
 
 
-def test_cuda_partial_fit_and_tbptt_match_cpu(uploads):
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_cuda_fit_copies_per_batch_and_per_fit(solver, copies):
+    """A batch sends its data up (X, lengths, targets, weights) and brings one statistics
+    array down, whatever the depth of the network; the weights go up once per fit and come
+    back once (with the optimizer state and the best weights), however many epochs."""
+    X, y = _data()
+    kw = dict(cell="lstm", hidden_layer_sizes=(3, 2), batch_size=3, random_state=0,
+              device="cuda", solver=solver, alpha=1e-3)
+    counts = {}
+    for epochs in (1, 3):
+        copies.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = RNNRegressor(max_iter=epochs, **kw).fit(X, y)
+        counts[epochs] = list(copies)
+    size = est._model.store.size
+    batches = 2 * -(-len(X) // 3)  # the two extra epochs
+    per_fit = {"up": [n for d, n in counts[1] if d == "up" and n == size],
+               "down": [n for d, n in counts[1] if d == "down" and n == size]}
+    # the weights, the optimizer state, the L2 mask
+    assert len(per_fit["up"]) == 1 + (2 if solver == "adam" else 1) + 1
+    assert len(per_fit["down"]) == 1 + (2 if solver == "adam" else 1) + 1  # and the best
+    for direction, per_batch in (("up", 4), ("down", 1)):
+        extra = (sum(d == direction for d, _ in counts[3])
+                 - sum(d == direction for d, _ in counts[1]))
+        assert extra == per_batch * batches, (direction, extra, batches)
+    for direction in ("up", "down"):  # no more whole-buffer copies in longer fits
+        assert ([n for d, n in counts[3] if d == direction and n == size]
+                == per_fit[direction])
+
+
+def test_cuda_partial_fit_and_tbptt_match_cpu():
     X, y = _data()
     labels = (y > np.median(y)).astype(int)
     kw = dict(cell="gru", hidden_layer_sizes=(3,), random_state=1, dtype="float64",
@@ -142,7 +182,6 @@ def test_cuda_partial_fit_and_tbptt_match_cpu(uploads):
     for _ in range(2):
         cpu.partial_fit(X, labels, classes=[0, 1])
         gpu.partial_fit(X, labels, classes=[0, 1])
-    assert len(uploads) == 2  # once per partial_fit call, not per batch or chunk
     _assert_same_fit(cpu, gpu, X)
 
 
@@ -157,8 +196,8 @@ def test_cuda_divergence_keeps_finite_host_weights():
                        batch_size=8, random_state=0)
     with pytest.raises(TrainingDivergedError, match="diverged"):
         est.fit(X, y * 1e100)
-    assert all(type(p) is np.ndarray and np.isfinite(p).all() for p in est._net.params)
-    assert est._net._device_session is None
+    assert np.isfinite(est._model.store.host).all()
+    assert not est._model.store.resident
 
 
 def _device_objects(obj):
@@ -205,7 +244,7 @@ def test_cuda_fitted_estimator_loads_and_predicts_without_cuda(tmp_path):
         saved = load("est.npz")
         for est in (pickled, saved):
             assert est.device_ == "cpu", est.device_
-            assert all(layer.device == "cpu" for layer in est._net.layers)
+            assert est._model.device == "cpu"
         np.save("pickled.npy", pickled.predict_proba(X))
         np.save("saved.npy", saved.predict_proba(X))
         np.save("labels.npy", saved.predict(X))
@@ -226,9 +265,9 @@ def test_cuda_fitted_estimator_loads_and_predicts_without_cuda(tmp_path):
 
 
 def test_cuda_keyboard_interrupt_leaves_best_host_weights(monkeypatch):
-    import rnnumba.training as training
+    from rnnumba.model import SequenceModel
     X, y = _data()
-    original = training.SequenceNetwork.loss_and_gradients
+    original = SequenceModel.loss_and_gradients
     calls = {"n": 0}
 
     def interrupt(self, *args, **kwargs):
@@ -237,7 +276,7 @@ def test_cuda_keyboard_interrupt_leaves_best_host_weights(monkeypatch):
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(training.SequenceNetwork, "loss_and_gradients", interrupt)
+    monkeypatch.setattr(SequenceModel, "loss_and_gradients", interrupt)
     fitted = []
     for device in ("cpu", "cuda"):
         est = RNNRegressor(device=device, cell="gru", hidden_layer_sizes=(2,), max_iter=5,
@@ -245,17 +284,16 @@ def test_cuda_keyboard_interrupt_leaves_best_host_weights(monkeypatch):
         with pytest.warns(UserWarning, match="interrupted"):
             est.fit(X, y)
         assert est.n_iter_ == 2
-        assert all(type(w) is np.ndarray for w in est._best_weights)
-        for best, p in zip(est._best_weights, est._net.params):
-            np.testing.assert_array_equal(best, p)
+        assert type(est._trainer.best_params) is np.ndarray
+        np.testing.assert_array_equal(est._trainer.best_params, est._model.store.host)
         fitted.append(est)
-    for a, b in zip(fitted[1]._net.params, fitted[0]._net.params):
-        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(fitted[1]._model.store.host, fitted[0]._model.store.host,
+                               rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-8), ("float32", 2e-3)])
-def test_gpu_fit_matches_cpu(dtype, rtol, uploads):
+def test_gpu_fit_matches_cpu(dtype, rtol):
     rng = np.random.default_rng(5)
     X = rng.standard_normal((300, 20, 6))
     y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
@@ -265,7 +303,7 @@ def test_gpu_fit_matches_cpu(dtype, rtol, uploads):
         warnings.simplefilter("ignore")
         cpu = RNNClassifier(device="cpu", **kw).fit(X, y)
         gpu = RNNClassifier(device="cuda", **kw).fit(X, y)
-    assert gpu.device_ == "cuda" and len(uploads) == 2
+    assert gpu.device_ == "cuda"
     np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=rtol)
     np.testing.assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), rtol=rtol,
                                atol=rtol)

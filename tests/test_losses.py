@@ -1,13 +1,10 @@
 """rnnumba.losses: values against direct formulas, gradients by central differences."""
 
-import pickle
-
 import numpy as np
 import pytest
 from sklearn.neural_network._base import log_loss, squared_loss
 
-from rnnumba.losses import (DenseHead, log_softmax, softmax, softmax_cross_entropy,
-                            squared_error)
+from rnnumba.losses import log_softmax, softmax, softmax_cross_entropy, squared_error
 
 
 def _numeric_grad(f, x, eps=1e-6):
@@ -92,43 +89,6 @@ def test_float32_preserved():
     assert g.dtype == np.float32
     _, g = softmax_cross_entropy(pred, np.zeros(3, dtype=np.int64), np.ones(3), 3.0)
     assert g.dtype == np.float32
-
-
-def test_dense_head_gradients():
-    rng = np.random.RandomState(5)
-    head = DenseHead(4, 3, random_state=rng)
-    H = rng.randn(6, 4)
-    labels = rng.randint(0, 3, 6)
-    w = np.ones(6)
-
-    def loss_of(flat):
-        head.flat_params[...] = flat
-        return softmax_cross_entropy(head.forward(H), labels, w, 6.0)[0]
-
-    flat = head.flat_params.copy()
-    _, dz = softmax_cross_entropy(head.forward(H), labels, w, 6.0)
-    dH = head.backward(H, dz)
-    analytic = head.flat_grads.copy()
-    num = _numeric_grad(loss_of, flat.copy())
-    head.flat_params[...] = flat
-    np.testing.assert_allclose(analytic, num, rtol=1e-6, atol=1e-9)
-
-    def loss_h(h):
-        return softmax_cross_entropy(head.forward(h), labels, w, 6.0)[0]
-    np.testing.assert_allclose(dH, _numeric_grad(loss_h, H.copy()), rtol=1e-6, atol=1e-9)
-
-
-def test_dense_head_sequences_and_views_survive_pickle():
-    rng = np.random.RandomState(6)
-    head = DenseHead(3, 2, random_state=rng)
-    H = rng.randn(2, 5, 3)
-    assert head.forward(H).shape == (2, 5, 2)
-    bound = np.sqrt(6 / 5)
-    assert np.abs(head.W).max() <= bound and (head.b == 0).all()
-    clone = pickle.loads(pickle.dumps(head))
-    clone.flat_params[0] = 42.0
-    assert clone.W[0, 0] == 42.0  # still a view after unpickling
-    assert head.weight_mask.sum() == 6
 
 
 def test_cross_entropy_extreme_logits_stay_finite():

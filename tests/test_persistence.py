@@ -168,11 +168,12 @@ def test_corrupt_or_foreign_files_are_value_errors(fitted, tmp_path, damage):
                 arrays["__metadata__"] = np.array("{not json")
                 return
             elif damage == "bad_shape":
-                arrays["layer0/weight_hh_l0"] = arrays["layer0/weight_hh_l0"][:, :2]
+                arrays["model/recurrent.weight_hh_l0"] = \
+                    arrays["model/recurrent.weight_hh_l0"][:, :2]
             elif damage == "nan_weights":
-                arrays["head/flat"] = np.full_like(arrays["head/flat"], np.nan)
+                arrays["model/head.weight"] = np.full_like(arrays["model/head.weight"], np.nan)
             elif damage == "missing_layer":
-                del arrays["layer1/bias_ih_l0"]
+                del arrays["model/recurrent.bias_ih_l1"]
             _set_meta(arrays, meta)
         _rewrite(good, bad, mutate)
     with pytest.raises(ValueError):

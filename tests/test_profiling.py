@@ -9,6 +9,7 @@ import pytest
 
 import rnnumba
 from rnnumba import backend, profiling
+from rnnumba.backend import NO_CLOCK
 from rnnumba.profiling import PHASES, TOTALS, flop_counts, format_table, profile
 
 TINY = dict(batch_size=2, seq_len=3, input_size=3, repeat=2, warmup=0)
@@ -174,35 +175,22 @@ def test_cpu_phases_compute_what_recurrent_computes(cell):
 
     config = dict(cell=cell, hidden_size=4, batch_size=3, seq_len=5, input_size=2,
                   num_layers=2, bidirectional=True, dtype="float64")
-    common, kernels = backend.cell_kernels("cpu", cell)
-    step = profiling._Step(profiling._CpuOps(), common, kernels, config, random_state=0)
-    assert step.in_cache == (cell != "rnn") and step.proj_in_output == (cell == "rnn")
-    assert step.proj is None  # no projection buffer: into the cache or the output
+    step = profiling._Step("cpu", config, random_state=0)
     assert not step.grad_out.flags.c_contiguous  # the view of a batch-major array
     rec = rnnumba.Recurrent(cell=cell, input_size=2, hidden_size=4, num_layers=2,
                             bidirectional=True, dtype="float64")
-    rec.flat_params = step.flat_params
+    rec.flat_params = step.model.flat_params
     X = step.x.transpose(1, 0, 2)
     G = step.grad_out.transpose(1, 0, 2)
     out, _ = rec.forward(X)
     want = rec.backward(G)
-    step._forward(profiling._no_clock)
-    step._backward(profiling._no_clock)
-    np.testing.assert_allclose(step.outputs[-1].transpose(1, 0, 2), out, rtol=1e-12)
-    np.testing.assert_allclose(step.flat_grads, rec.flat_grads, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(step.grad_inputs[0].transpose(1, 0, 2), want["input"],
-                               rtol=1e-10, atol=1e-12)
-    assert np.any(step.flat_grads)
-
-
-def test_numpy_adam_fallback_updates_in_place():
-    import numpy as np
-    params = np.ones(5, dtype=np.float32)
-    grads = np.full(5, 0.5, dtype=np.float32)
-    step = profiling._numpy_adam(params, grads, lr=0.1)
-    before = params.copy()
-    step()
-    assert np.all(params < before)
+    step._forward(NO_CLOCK)
+    np.testing.assert_allclose(step.acts.output.transpose(1, 0, 2), out, rtol=1e-12)
+    step._backward(NO_CLOCK)
+    np.testing.assert_allclose(step.model.flat_grads, rec.flat_grads, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(step.grad_x.transpose(1, 0, 2), want["input"], rtol=1e-10,
+                               atol=1e-12)
+    assert np.any(step.model.flat_grads)
 
 
 def test_layers_below_never_import_the_profiler():

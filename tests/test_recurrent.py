@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rnnumba import Recurrent
-from rnnumba.recurrent import _all_finite
+from rnnumba.recurrent import all_finite as _all_finite
 from reference import GATES, reference_forward
 
 # (cell, nonlinearity): the four recurrences under test.
@@ -496,7 +496,7 @@ def test_backward_spends_the_gate_cache_unless_retained(cell):
     model = make_model(cell)
     X = np.random.default_rng(7).standard_normal((N, T, I))
     model.forward(X, RAGGED)
-    cache = model._activations["caches"][0][0]
+    cache = model._activations.caches[0][0]
     kept = cache.copy()
     model.backward(retain_activations=True)
     np.testing.assert_array_equal(cache, kept)

@@ -356,9 +356,8 @@ def test_backward_without_input_gradient_matches_cpu(small_launches):
     results = []
     for model in (cpu_model, gpu_model):
         model.forward(X)
-        results.append(model._backward_unchecked(
-            np.ascontiguousarray(g["grad_output"]), g["grad_h_n"], g["grad_c_n"],
-            need_input_grad=False))
+        results.append(model.backward(g["grad_output"], g["grad_h_n"], g["grad_c_n"],
+                                      input_grad=False))
     want, got = results
     assert got["input"] is None and want["input"] is None
     for key in want:
@@ -421,27 +420,43 @@ def test_backward_before_forward_raises_on_cuda(small_launches):
 
 @cudasim
 def test_training_network_on_cuda_matches_cpu(small_launches):
-    """The training stack (stacked ``Recurrent`` layers, dropout, dense head, host optimizer)
-    runs unchanged on the CUDA backend."""
+    """The training stack (a stack of recurrent layers of different widths with dropout, a
+    dense head, the optimizer) runs unchanged on the CUDA backend."""
+    from rnnumba.heads import SequenceHead
+    from rnnumba.inputs import NumericInput
+    from rnnumba.model import SequenceModel
     from rnnumba.optim import Adam
-    from rnnumba.training import SequenceNetwork
     rng = np.random.default_rng(9)
     X = rng.standard_normal((4, 3, 2))
     lengths = np.array([3, 1, 2, 3])
-    nets = [SequenceNetwork("gru", 2, (3, 2), 1, dropout=0.3, device=device,
-                            random_state=np.random.RandomState(0)).train()
-            for device in ("cpu", "cuda")]
-    assert [layer.device for layer in nets[1].layers] == ["cuda", "cuda"]
-    optimizers = [Adam([p.shape for p in net.params], 0.01) for net in nets]
+    nets = []
+    for device in ("cpu", "cuda"):
+        recurrent = Recurrent("gru", 2, [3, 2], dropout=0.3, dtype="float64", device=device,
+                              random_state=0)
+        head = SequenceHead(2, 1, 1, random_state=np.random.RandomState(1))
+        nets.append(SequenceModel(NumericInput(2, np.float64), recurrent, head).train())
+    assert nets[1].device == "cuda" and nets[1].backend.name == "cuda"
+    optimizers = []
+    for net in nets:
+        optimizer = Adam([(net.store.size,)], 0.01)
+        optimizer.attach(net.backend)
+        optimizers.append(optimizer)
     for _ in range(2):
-        preds = [net.forward(X, lengths)[0] for net in nets]
+        preds = []
+        for net in nets:
+            net.store.push()
+            preds.append(np.array(net.backend.to_host(net.forward(net.prepare(X, lengths)))))
         np.testing.assert_allclose(preds[1], preds[0], rtol=1e-10, atol=1e-12)
         grad_pred = rng.standard_normal(preds[0].shape)
         for net, optimizer in zip(nets, optimizers):
-            net.backward(grad_pred)
-            optimizer.step(net.params, net.grads)
-        for g_cuda, g_cpu in zip(nets[1].grads, nets[0].grads):
-            np.testing.assert_allclose(g_cuda, g_cpu, rtol=1e-10, atol=1e-12)
+            net.backward(net.backend.upload(grad_pred))
+            net.store.pull_grads()
+            optimizer.step([net.store.device], [net.store.device_grads])
+            net.store.pull()
+        np.testing.assert_allclose(nets[1].store.host_grads, nets[0].store.host_grads,
+                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(nets[1].store.host, nets[0].store.host, rtol=1e-10,
+                                   atol=1e-12)
 
 
 # --------------------------------------------------------------------------- real GPU
@@ -506,87 +521,229 @@ def test_gpu_out_of_memory_names_the_bytes():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_gpu_optimizer_and_clipping_match_host(dtype):
+def test_gpu_optimizer_and_clipping_match_cpu(dtype):
+    """The device optimizer kernels on large flat buffers (many reduction blocks, strided
+    loops) against the CPU kernels: L2, clipping, finiteness and Adam steps."""
     _real_gpu_or_skip()
-    from numba import cuda
-
-    from rnnumba import optim as host_optim
+    from rnnumba.kernels.cpu import optim as cpu_optim
     from rnnumba.kernels.cuda import optim
     rng = np.random.default_rng(8)
-    params, grads = _buffers(rng, dtype, sizes=(1000, 0, 70001))
-    shapes = [p.shape for p in params]
-    dev = [cuda.to_device(p) for p in params]
-    host = host_optim.Adam(shapes, 0.01)
-    ms = [cuda.to_device(np.zeros(s)) for s in shapes]
-    vs = [cuda.to_device(np.zeros(s)) for s in shapes]
-    for t, g in enumerate(grads, start=1):
-        dg = [cuda.to_device(x) for x in g]
-        assert optim.clip_grad_norm(dg, 50.0) == pytest.approx(
-            host_optim.clip_grad_norm(g, 50.0), rel=1e-9)
-        host.step(params, g)
-        optim.adam_step(dev, dg, ms, vs, t, 0.01)
-    rtol = 1e-12 if dtype == "float64" else 1e-5
-    for p, d in zip(params, dev):
-        np.testing.assert_allclose(d.copy_to_host(), p, rtol=rtol, atol=rtol)
+    for size in (1000, 0, 70001):
+        want = _flat_state(rng, dtype, size)
+        got = _to_device(want)
+        for g in _flat_grads(rng, dtype, size):
+            for module, s in ((cpu_optim, want), (optim, got)):
+                module.copy(s["grads"], _like(s["grads"], g))
+                _training_step(module, s, 50.0)
+        rtol = 1e-12 if dtype == "float64" else 1e-5
+        _assert_state_close(got, want, rtol)
 
 
 # --------------------------------------------------------------------------- optimizers
 
 
-def _buffers(rng, dtype, sizes=(7, 0, 19)):
-    params = [rng.standard_normal(n).astype(dtype) for n in sizes]
-    grads = [[rng.standard_normal(n).astype(dtype) for n in sizes] for _ in range(3)]
-    return params, grads
+# The flat-buffer kernels of rnnumba.kernels.cuda.optim against rnnumba.kernels.cpu.optim.
+
+
+@pytest.fixture
+def small_reductions(small_launches, monkeypatch):
+    """4-thread reduction blocks, at most 2 of them: 37 values take the strided loop."""
+    from rnnumba.kernels.cuda import _reduce
+    monkeypatch.setattr(_reduce, "REDUCE_BLOCK", 4)
+    monkeypatch.setattr(_reduce, "REDUCE_MAX_BLOCKS", 2)
+    return _reduce
+
+
+def _flat_state(rng, dtype, size):
+    """A flat parameter buffer with everything a training step touches (host arrays)."""
+    mask = (np.arange(size) % 5 != 0).astype(dtype)
+    return {"params": rng.standard_normal(size).astype(dtype),
+            "grads": np.zeros(size, dtype), "mask": mask, "m": np.zeros(size),
+            "v": np.zeros(size), "velocity": np.zeros(size),
+            "stats": np.array([0.5, 0.0, 0.0, 0.0]), "t": 0}
+
+
+def _flat_grads(rng, dtype, size, steps=3):
+    return [(3 * rng.standard_normal(size)).astype(dtype) for _ in range(steps)]
+
+
+def _to_device(state):
+    from numba import cuda
+    return {k: cuda.to_device(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+
+def _like(target, host):
+    """``host`` where ``target`` lives (a device copy for a device ``target``)."""
+    if isinstance(target, np.ndarray):
+        return host
+    from numba import cuda
+    return cuda.to_device(host)
+
+
+def _to_host(array):
+    return array if isinstance(array, np.ndarray) else array.copy_to_host()
+
+
+def _training_step(module, s, max_norm, solver="adam"):
+    """What the training core runs per batch once the gradients are in."""
+    module.add_l2(s["params"], s["grads"], s["mask"], 0.01, 0.005, s["stats"])
+    module.clip_grad_norm(s["grads"], max_norm, s["stats"])
+    s["t"] += 1
+    if solver == "adam":
+        module.adam_step(s["params"], s["grads"], s["m"], s["v"], s["t"], 0.01, 0.9, 0.999,
+                         1e-8)
+    else:
+        module.sgd_step(s["params"], s["grads"], s["velocity"], 0.1, 0.8, solver == "sgd")
+    module.check_finite(s["params"], s["stats"])
+
+
+def _assert_state_close(got, want, rtol):
+    for key in ("params", "grads", "m", "v", "velocity", "stats"):
+        a, b = _to_host(got[key]), want[key]
+        assert a.dtype == b.dtype, key
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol, err_msg=key)
 
 
 @cudasim
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("solver", ["sgd", "sgd-plain", "adam"])
-def test_device_optimizer_steps_match_host(solver, dtype, small_launches):
-    from numba import cuda
-
-    from rnnumba import optim as host_optim
+@pytest.mark.parametrize("max_norm", [0.0, 5.0], ids=["measure", "clip"])
+def test_device_training_step_matches_cpu(max_norm, solver, dtype, small_reductions):
+    """L2, clipping (measured or applied), an optimizer step and the finite check, three
+    times: the device buffers and ``stats`` equal the CPU kernels' (37 values: several
+    elementwise blocks, strided reductions)."""
+    from rnnumba.kernels.cpu import optim as cpu_optim
     from rnnumba.kernels.cuda import optim
     rng = np.random.default_rng(4)
-    params, grads = _buffers(rng, dtype)
-    shapes = [p.shape for p in params]
-    dev = [cuda.to_device(p) for p in params]
-    if solver == "adam":
-        host = host_optim.Adam(shapes, 0.01)
-        ms = [cuda.to_device(np.zeros(s)) for s in shapes]
-        vs = [cuda.to_device(np.zeros(s)) for s in shapes]
-    else:
-        host = host_optim.SGD(shapes, 0.1, momentum=0.8, nesterov=solver == "sgd")
-        vel = [cuda.to_device(np.zeros(s)) for s in shapes]
-    for t, g in enumerate(grads, start=1):
-        host.step(params, g)
-        dg = [cuda.to_device(x) for x in g]
-        if solver == "adam":
-            optim.adam_step(dev, dg, ms, vs, t, 0.01)
-        else:
-            optim.sgd_step(dev, dg, vel, 0.1, momentum=0.8, nesterov=solver == "sgd")
-    rtol = 1e-13 if dtype == "float64" else 1e-6
-    for p, d in zip(params, dev):
-        assert d.dtype == p.dtype
-        np.testing.assert_allclose(d.copy_to_host(), p, rtol=rtol, atol=rtol)
+    want = _flat_state(rng, dtype, 37)
+    got = _to_device(want)
+    for g in _flat_grads(rng, dtype, 37):
+        for module, s in ((cpu_optim, want), (optim, got)):
+            module.copy(s["grads"], _like(s["grads"], g))
+            _training_step(module, s, max_norm, solver)
+    if max_norm:
+        assert want["stats"][1] > max_norm  # the clip did happen
+    assert want["stats"][2] == 1.0
+    _assert_state_close(got, want, 1e-13 if dtype == "float64" else 1e-6)
 
 
 @cudasim
-@pytest.mark.parametrize("max_norm", [None, 1.0, 1e6])
-def test_device_clip_grad_norm_matches_host(max_norm, small_launches, monkeypatch):
-    from numba import cuda
-
-    from rnnumba import optim as host_optim
+@pytest.mark.parametrize("max_norm", [0.0, 1.0, 1e6], ids=["measure", "clip", "no-clip"])
+def test_device_clip_grad_norm_matches_cpu(max_norm, small_reductions):
+    from rnnumba.kernels.cpu import optim as cpu_optim
     from rnnumba.kernels.cuda import optim
-    monkeypatch.setattr(optim, "REDUCE_BLOCK", 4)  # 37 values: several blocks and strides
-    rng = np.random.default_rng(6)
-    grads = [rng.standard_normal(n).astype(np.float32) for n in (30, 0, 7)]
-    dev = [cuda.to_device(g) for g in grads]
-    want = host_optim.clip_grad_norm(grads, max_norm)
-    got = optim.clip_grad_norm(dev, max_norm)
-    assert got == pytest.approx(want, rel=1e-12)
-    for g, d in zip(grads, dev):
-        np.testing.assert_allclose(d.copy_to_host(), g, rtol=1e-6, atol=1e-7)
+    grads = np.random.default_rng(6).standard_normal(37).astype(np.float32)
+    dev, stats, want_stats = _to_device({"g": grads})["g"], np.zeros(4), np.zeros(4)
+    optim.clip_grad_norm(dev, max_norm, stats)  # host stats: copied in and out
+    cpu_optim.clip_grad_norm(grads, max_norm, want_stats)
+    assert stats[1] == pytest.approx(want_stats[1], rel=1e-12)
+    np.testing.assert_allclose(dev.copy_to_host(), grads, rtol=1e-6, atol=1e-7)
+
+
+@cudasim
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_device_non_finite_values(bad, small_reductions):
+    """A non-finite gradient is measured, not clipped; non-finite parameters are flagged."""
+    from rnnumba.kernels.cuda import optim
+    grads = np.arange(37, dtype=np.float64)
+    grads[29] = bad
+    stats = np.zeros(4)
+    want = grads.copy()
+    optim.clip_grad_norm(grads, 1.0, stats)
+    assert not np.isfinite(stats[1])
+    np.testing.assert_array_equal(grads, want)
+    optim.check_finite(grads, stats)
+    assert stats[2] == 0.0
+    optim.check_finite(np.zeros(0), stats)
+    assert stats[2] == 1.0
+
+
+@cudasim
+def test_device_buffer_helpers(small_launches):
+    from rnnumba.kernels.cuda import optim
+    a, b = np.arange(19.0), np.full(19, 0.5)
+    optim.accumulate(a, b)
+    np.testing.assert_array_equal(a, np.arange(19.0) + 0.5)
+    optim.copy(b, a)
+    np.testing.assert_array_equal(b, a)
+    optim.fill(a, 2.0)
+    np.testing.assert_array_equal(a, 2.0)
+    empty = np.zeros(0)
+    for fn in (optim.accumulate, optim.copy):
+        fn(empty, empty)
+    stats = np.zeros(4)
+    optim.add_l2(empty, empty, empty, 1.0, 1.0, stats)
+    optim.clip_grad_norm(empty, 1.0, stats)
+    assert stats.tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+@cudasim
+def test_device_optim_is_deterministic_and_stays_on_the_device(small_reductions, monkeypatch):
+    """Device arrays in, nothing copied to the host inside the launchers, the same bits
+    on every run."""
+    from rnnumba.kernels.cuda import optim
+    rng = np.random.default_rng(7)
+    start = _flat_state(rng, "float32", 37)
+    grads = _flat_grads(rng, "float32", 37)
+    runs = []
+    for _ in range(2):
+        s = _to_device(start)
+        with monkeypatch.context() as patch:
+            patch.setattr(type(s["params"]), "copy_to_host", _no_transfer)
+            for g in grads:
+                optim.fill(s["grads"], 0.0)
+                optim.accumulate(s["grads"], _to_device({"g": g})["g"])
+                _training_step(optim, s, 5.0)
+        runs.append({k: _to_host(v) for k, v in s.items() if k != "t"})
+    for key in runs[0]:
+        np.testing.assert_array_equal(runs[0][key], runs[1][key], err_msg=key)
+
+
+def _no_transfer(*args, **kwargs):
+    raise AssertionError("copied to the host")
+
+
+@cudasim
+def test_optim_launchers_reject_bad_shapes_and_dtypes(cuda_kernels, monkeypatch):
+    from rnnumba.kernels.cuda import _reduce, optim
+    p, f64, stats = np.zeros(5), np.zeros(5), np.zeros(4)
+    p32 = np.zeros(5, np.float32)
+    for fn, args, name in (
+            (optim.add_l2, (p, p[:4], p, 1.0, 1.0, stats), "grads"),
+            (optim.add_l2, (p, p, p32, 1.0, 1.0, stats), "mask"),
+            (optim.add_l2, (p, p, p, 1.0, 1.0, np.zeros(3)), "stats"),
+            (optim.clip_grad_norm, (np.zeros((5, 1)), 1.0, stats), "grads"),
+            (optim.clip_grad_norm, (np.zeros(5, np.int64), 1.0, stats), "grads"),
+            (optim.check_finite, (p, stats.astype(np.float32)), "stats"),
+            (optim.sgd_step, (p32, p32, p32, 0.1, 0.9, True), "velocity"),
+            (optim.adam_step, (p, p, f64, f64[:4], 1, 0.1, 0.9, 0.9, 1e-8), "v"),
+            (optim.accumulate, (p, p32), "src"),
+            (optim.copy, (p, p[:3]), "src")):
+        with pytest.raises(ValueError, match=name):
+            fn(*args)
+    monkeypatch.setattr(_reduce, "REDUCE_BLOCK", 6)
+    with pytest.raises(ValueError, match="power of two"):
+        optim.check_finite(p, stats)
+
+
+@cudasim
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_weight_gradients_without_input_gradient(cell, small_launches, cuda_kernels):
+    """``grad_x=None`` skips the input-gradient GEMM; the other gradients are unchanged."""
+    from rnnumba.kernels.cpu import CELLS as CPU_CELLS, common as cpu_common
+    T, N, I, H = 3, 3, 2, 3
+    p = _problem(cell, T, N, I, H, np.float64, [3, 1, 2])
+    want = _run_layer(cpu_common, CPU_CELLS[cell], p, cell, 0, H, lambda a: a.copy(),
+                      lambda a: a)
+    G = GATES[cell] * H
+    for r in range(2):
+        got = [np.zeros((G, I)), np.zeros((G, H)), np.zeros(G), np.zeros(G)]
+        cuda_kernels.common.weight_gradients(
+            p["x"], want["out"], r * H, p[f"h0{r}"], p["lengths"], r == 1, want[f"d_ih{r}"],
+            want[f"d_hh{r}"], p[f"w_ih{r}"], *got, None)
+        for name, array in zip(("gw_ih", "gw_hh", "gb_ih", "gb_hh"), got):
+            np.testing.assert_allclose(array, want[f"{name}{r}"], rtol=1e-12, atol=1e-13,
+                                       err_msg=f"{name}{r}")
 
 
 # --------------------------------------------------------------------------- PTX (no GPU)
@@ -640,11 +797,36 @@ def ptx_compiler(monkeypatch):
 
 def test_every_kernel_compiles_to_ptx(ptx_compiler):
     """All CUDA kernels type, lower and compile for a real device: every kernel in float32,
-    the dtype-specialised factories (GEMM, LSTM persistent pair) in float64 too."""
-    from rnnumba.kernels.cuda import _jit, _recurrence as rec, common, optim
+    the dtype-specialised factories (GEMM, LSTM persistent pair, the learning parts) in
+    float64 too."""
+    from rnnumba.kernels.cuda import (_jit, _recurrence as rec, _reduce, common, layers,
+                                      losses, optim)
     for dtype in (np.float32, np.float64):
         a3, a2, a1 = np.zeros((2, 2, 2), dtype), np.zeros((2, 2), dtype), np.zeros(2, dtype)
         f64, lengths, key = np.zeros(2), np.zeros(2, np.int64), np.dtype(dtype).str
+        f64_2, i2 = np.zeros((2, 2)), np.zeros((2, 2), np.int64)
+        # the learning parts: every dtype-specialised kernel in both dtypes
+        ptx_compiler(layers._pool_features_kernel(key), 0, a3, lengths, 1, a2, i2)
+        ptx_compiler(layers._mean_weights_kernel(key), lengths, a2)
+        ptx_compiler(layers._score_kernel(key), a3, lengths, a1, a2)
+        ptx_compiler(layers._softmax_steps_kernel(key), lengths, a2)
+        ptx_compiler(layers._attention_features_kernel(key), a3, lengths, a2, a2)
+        ptx_compiler(layers._pool_grad_kernel(key), 0, lengths, a2, i2, a2, a3)
+        ptx_compiler(layers._attention_dots_kernel(key), a3, lengths, a2, a2)
+        ptx_compiler(layers._attention_scores_grad_kernel, lengths, a2, a2)
+        ptx_compiler(layers._attention_grad_kernel(key), lengths, a1, a2, a2, a2, a3)
+        ptx_compiler(layers._attention_vector_grad_kernel(key), a3, lengths, a2, a1)
+        ptx_compiler(losses._squared_rows_kernel(128), a2, a2, f64, f64)
+        ptx_compiler(losses._squared_grad_kernel(key), a2, a2, f64, 1.0, a2)
+        ptx_compiler(losses._softmax_rows_kernel(128, key), a2, lengths, f64, f64_2, f64)
+        ptx_compiler(losses._softmax_grad_kernel(key), a2, lengths, f64, 1.0, f64_2, a2)
+        ptx_compiler(optim._l2_kernel(key, 128), a1, a1, a1, 0.5, f64)
+        ptx_compiler(optim._sum_squares_kernel(128), a1, f64)
+        ptx_compiler(optim._finite_probe_kernel(128), a1, f64)
+        ptx_compiler(optim._clip_kernel(key), a1, 1.0, f64)
+        ptx_compiler(optim._sgd_kernel(key), a1, a1, f64, 0.1, 0.9, True)
+        ptx_compiler(optim._adam_kernel(key), a1, a1, f64, f64, 0.1, 0.9, 0.9, 1e-8)
+        ptx_compiler(optim._add_kernel, a1, a1)
         ptx_compiler(common._gemm_kernel(16, key), a2, a2, a2, a1, True, False, True, False)
         # the weight gradients read the states as a column block of the outputs (strided)
         ptx_compiler(common._gemm_kernel(16, key), a2, a2[:, :1], a2, a1, True, False, True,
@@ -664,11 +846,7 @@ def test_every_kernel_compiles_to_ptx(ptx_compiler):
         ptx_compiler(rec._backward_step, 0, a2, a2, lengths, 0, True, 0, a3, 0, a3, a3, a3, a3,
                      a2, a2)
         ptx_compiler(common._first_step_rows_kernel, a3, lengths, True, a2)
-        ptx_compiler(optim._sgd_kernel(key), a1, a1, f64, 0.1, 0.9, True)
-        ptx_compiler(optim._adam_kernel(key), a1, a1, f64, f64, 0.1, 0.9, 0.9, 1e-8)
-        ptx_compiler(optim._scale_kernel(key), a1, 0.5)
-        ptx_compiler(optim._sum_squares_kernel(128), a1, f64)
-        ptx_compiler(optim._finite_probe_kernel(128), a1, f64)
+        ptx_compiler(_reduce._finish_kernel(128), f64, f64, 0, 0, 1.0)
 
 
 @cudasim

@@ -140,21 +140,26 @@ def _first_step_rows_kernel(d, lengths, reverse, out):
 @on_device(outputs=(9, 10, 11, 12, 13))
 def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w_ih, grad_w_hh,
                      grad_b_ih, grad_b_hh, grad_x):
-    """Add the weight, bias and input gradients of one layer and direction (GEMMs)."""
+    """Add the weight, bias and input gradients of one layer and direction (GEMMs);
+    ``grad_x=None`` skips the input gradient."""
     steps, batch, features = x.shape
     width, hidden = d_ih.shape[2], h0.shape[1]
-    _check({"x": (x, x.shape), "out": (out, (steps, batch, out.shape[2])),
-            "h0": (h0, (batch, hidden)), "d_ih": (d_ih, (steps, batch, width)),
-            "d_hh": (d_hh, (steps, batch, width)), "w_ih": (w_ih, (width, features)),
-            "grad_w_ih": (grad_w_ih, (width, features)),
-            "grad_w_hh": (grad_w_hh, (width, hidden)), "grad_b_ih": (grad_b_ih, (width,)),
-            "grad_b_hh": (grad_b_hh, (width,)), "grad_x": (grad_x, x.shape)}, x.dtype)
+    named = {"x": (x, x.shape), "out": (out, (steps, batch, out.shape[2])),
+             "h0": (h0, (batch, hidden)), "d_ih": (d_ih, (steps, batch, width)),
+             "d_hh": (d_hh, (steps, batch, width)), "w_ih": (w_ih, (width, features)),
+             "grad_w_ih": (grad_w_ih, (width, features)),
+             "grad_w_hh": (grad_w_hh, (width, hidden)), "grad_b_ih": (grad_b_ih, (width,)),
+             "grad_b_hh": (grad_b_hh, (width,))}
+    if grad_x is not None:  # None: the input gradient is not needed (skip its GEMM)
+        named["grad_x"] = (grad_x, x.shape)
+    _check(named, x.dtype)
     if not 0 <= col <= out.shape[2] - hidden or tuple(lengths.shape) != (batch,):
         raise ValueError(f"col {col} and lengths of shape {tuple(lengths.shape)} do not fit "
                          f"out {tuple(out.shape)}, hidden size {hidden} and batch {batch}")
     parameter_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, grad_w_ih, grad_w_hh,
                         grad_b_ih, grad_b_hh)
-    gemm(_rows(d_ih), w_ih, _rows(grad_x), accumulate=True)
+    if grad_x is not None:
+        gemm(_rows(d_ih), w_ih, _rows(grad_x), accumulate=True)
 
 
 def parameter_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, grad_w_ih, grad_w_hh,

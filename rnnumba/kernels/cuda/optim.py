@@ -1,12 +1,19 @@
-"""Optimizer steps and gradient clipping on flat device arrays.
+"""Optimizer steps, clipping, L2 and buffer helpers on flat device buffers: the same functions
+and signatures as :mod:`rnnumba.kernels.cpu.optim` (whose docstring states the contract).
 
-Device twins of :mod:`rnnumba.optim` for a training loop that keeps parameters and gradients
-on the GPU: the same update rules, evaluated in the same precision and order as the host
-code (moments in float64; the update cast to the parameter dtype before it is applied), so
-a device step equals a host step up to rounding (the device may fuse multiply-adds). Every
-function takes 1-D
-C-contiguous device arrays and launches one elementwise kernel per buffer; the norm is a
-deterministic block reduction (fixed summation order, no atomics).
+The training statistics ``stats`` (float64 ``(4,)``: loss, gradient norm, parameters
+finite, unused) stay on the device: the sums of squares are deterministic two-stage block
+reductions (:mod:`._reduce`, no atomics) whose results are written into ``stats`` by a
+kernel, and :func:`clip_grad_norm` reads the norm back from ``stats[1]`` inside its scaling
+kernel. Nothing here copies to the host, so a training step can run without a
+synchronisation; the caller reads ``stats`` when it wants the numbers.
+
+The updates evaluate the host expressions in the same precision and order (moments in
+float64, the update cast to the parameter dtype before it is applied), so a device step
+equals the CPU step up to rounding (the device may fuse a multiply and an add).
+
+The launchers take device arrays (host NumPy arrays too, copied in and out) and check
+shapes and dtypes before a launch.
 """
 
 import math
@@ -14,13 +21,101 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from . import _jit
-from ._jit import blocks, cached_factory, numba_type
+from . import _jit, _reduce
+from ._jit import blocks, cached_factory, numba_type, on_device
 
-#: Threads per block of the sum-of-squares reduction.
-REDUCE_BLOCK = 128
-#: Most blocks of one reduction (each thread loops over a strided slice beyond that).
-REDUCE_MAX_BLOCKS = 1024
+__all__ = ["add_l2", "clip_grad_norm", "check_finite", "sgd_step", "adam_step",
+           "accumulate", "copy", "fill"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_F64 = (np.dtype(np.float64),)
+
+
+def _check(named):
+    """Shapes and dtypes before a launch: ``{name: (array, shape, dtypes)}``."""
+    for name, (array, shape, dtypes) in named.items():
+        if tuple(array.shape) != tuple(shape) or np.dtype(array.dtype) not in dtypes:
+            wanted = " or ".join(str(d) for d in dtypes)
+            raise ValueError(f"{name} must have shape {tuple(shape)} and dtype {wanted}, got "
+                             f"{tuple(array.shape)} and {array.dtype}")
+
+
+def _size(name, array):
+    if len(array.shape) != 1:
+        raise ValueError(f"{name} must be 1-D (a flat buffer), got shape {tuple(array.shape)}")
+    return array.shape[0]
+
+
+def _launch(size):
+    block = _jit.ELEMENTWISE_BLOCK
+    return blocks(size, block), block
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@cached_factory
+def _l2_kernel(dtype, block):
+    dt = numba_type(dtype)
+
+    def kernel(p, g, mask, coef, partials):
+        shared = cuda.shared.array(block, dtype=float64)
+        tid = cuda.threadIdx.x
+        total = float64(0.0)
+        factor = dt(coef)
+        for i in range(cuda.blockIdx.x * block + tid, p.shape[0], cuda.gridDim.x * block):
+            pm = p[i] * mask[i]
+            value = float64(pm)
+            total += value * value
+            g[i] += pm * factor
+        shared[tid] = total
+        _reduce.block_sum_into(partials, shared, tid, block)
+
+    return cuda.jit(kernel)
+
+
+@cached_factory
+def _sum_squares_kernel(block):
+    def kernel(g, partials):
+        shared = cuda.shared.array(block, dtype=float64)
+        tid = cuda.threadIdx.x
+        total = float64(0.0)
+        for i in range(cuda.blockIdx.x * block + tid, g.shape[0], cuda.gridDim.x * block):
+            value = float64(g[i])
+            total += value * value
+        shared[tid] = total
+        _reduce.block_sum_into(partials, shared, tid, block)
+
+    return cuda.jit(kernel)
+
+
+@cached_factory
+def _finite_probe_kernel(block):
+    def kernel(p, partials):
+        shared = cuda.shared.array(block, dtype=float64)
+        tid = cuda.threadIdx.x
+        total = float64(0.0)
+        for i in range(cuda.blockIdx.x * block + tid, p.shape[0], cuda.gridDim.x * block):
+            if not math.isfinite(p[i]):
+                total += 1.0  # counts the non-finite elements
+        shared[tid] = total
+        _reduce.block_sum_into(partials, shared, tid, block)
+
+    return cuda.jit(kernel)
+
+
+@cached_factory
+def _clip_kernel(dtype):
+    dt = numba_type(dtype)
+
+    def kernel(g, max_norm, stats):
+        i = cuda.grid(1)
+        if i < g.shape[0]:
+            norm = stats[1]
+            if math.isfinite(norm) and norm > max_norm:
+                g[i] *= dt(max_norm / (norm + 1e-12))
+
+    return cuda.jit(kernel)
 
 
 @cached_factory
@@ -30,7 +125,7 @@ def _sgd_kernel(dtype):
     def kernel(p, g, v, lr, momentum, nesterov):
         i = cuda.grid(1)
         if i < p.shape[0]:
-            scaled = dt(dt(lr) * g[i])  # host: ``lr * g`` in the gradient dtype
+            scaled = dt(lr) * g[i]  # the host's ``lr * g``: in the gradient dtype
             vi = v[i] * momentum - scaled
             v[i] = vi
             if nesterov:
@@ -49,212 +144,215 @@ def _adam_kernel(dtype):
         i = cuda.grid(1)
         if i < p.shape[0]:
             gi = g[i]
-            m[i] = m[i] * beta_1 + dt(dt(1.0 - beta_1) * gi)
-            v[i] = v[i] * beta_2 + (1.0 - beta_2) * (float64(gi) * float64(gi))
-            update = m[i] / (math.sqrt(v[i]) + epsilon)
+            mi = m[i] * beta_1 + dt(1.0 - beta_1) * gi  # host: ``(1 - b1) * g`` in the dtype
+            vi = v[i] * beta_2 + (1.0 - beta_2) * (float64(gi) * float64(gi))
+            m[i] = mi
+            v[i] = vi
+            update = mi / (math.sqrt(vi) + epsilon)
             update *= step
             p[i] -= dt(update)
 
     return cuda.jit(kernel)
 
 
-@cached_factory
-def _scale_kernel(dtype):
-    dt = numba_type(dtype)
-
-    def kernel(g, factor):
-        i = cuda.grid(1)
-        if i < g.shape[0]:
-            g[i] *= dt(factor)
-
-    return cuda.jit(kernel)
+@cuda.jit
+def _add_kernel(dst, src):
+    i = cuda.grid(1)
+    if i < dst.shape[0]:
+        dst[i] += src[i]
 
 
-@cuda.jit(device=True)
-def _block_sum_into(partials, shared, tid, block):
-    """Tree-sum the block's ``shared[:block]`` (one value per thread, already stored) into
-    ``partials[blockIdx.x]``; ``block`` is a power of two."""
-    cuda.syncthreads()
-    width = block // 2
-    while width > 0:
-        if tid < width:
-            shared[tid] += shared[tid + width]
-        cuda.syncthreads()
-        width //= 2
-    if tid == 0:
-        partials[cuda.blockIdx.x] = shared[0]
+# --------------------------------------------------------------------------- launchers
 
 
-@cached_factory
-def _sum_squares_kernel(block):
-    def kernel(g, partials):
-        shared = cuda.shared.array(block, dtype=float64)
-        tid = cuda.threadIdx.x
-        total = float64(0.0)
-        stride = cuda.gridDim.x * block
-        for i in range(cuda.blockIdx.x * block + tid, g.shape[0], stride):
-            value = float64(g[i])
-            total += value * value
-        shared[tid] = total
-        _block_sum_into(partials, shared, tid, block)
+@on_device(outputs=(1, 5))
+def add_l2(params, grads, mask, coef, scale, stats):
+    """Add an L2 penalty on the masked parameters to the gradients and the loss.
 
-    return cuda.jit(kernel)
+    Parameters
+    ----------
+    params : device array, shape (P,)
+        Parameters (float32 or float64).
+    grads : device array, shape (P,), the dtype of ``params``
+        Added into: ``coef * params * mask``, in their dtype.
+    mask : device array, shape (P,), the dtype of ``params``
+        1 for penalised parameters (weights), 0 for the others (biases).
+    coef : float
+        Gradient coefficient of the penalty.
+    scale : float
+        Loss coefficient: ``stats[0] += scale * sum((params * mask)**2)`` (float64 sum).
+    stats : device array of float64, shape (4,)
+        Training statistics; ``stats[0]`` (the loss) is added into on the device.
 
-
-def _launch(size):
-    block = _jit.ELEMENTWISE_BLOCK
-    return blocks(size, block), block
-
-
-def sgd_step(params, grads, velocities, learning_rate, momentum=0.9, nesterov=True):
-    """One SGD step as :class:`rnnumba.optim.SGD` on device buffers (float64 velocities)."""
-    for p, g, v in zip(params, grads, velocities):
-        if p.size:
-            kernel = _sgd_kernel(p.dtype.str)[_launch(p.size)]
-            kernel(p, g, v, float(learning_rate), float(momentum), bool(nesterov))
-
-
-def adam_step(params, grads, ms, vs, t, learning_rate, beta_1=0.9, beta_2=0.999,
-              epsilon=1e-8):
-    """Adam step number ``t`` (1-based) as :class:`rnnumba.optim.Adam` on device buffers."""
-    step = learning_rate * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
-    for p, g, m, v in zip(params, grads, ms, vs):
-        if p.size:
-            kernel = _adam_kernel(p.dtype.str)[_launch(p.size)]
-            kernel(p, g, m, v, float(step), float(beta_1), float(beta_2), float(epsilon))
-
-
-def reduce_blocks(size):
-    """Blocks of the reductions over ``size`` elements (the length of their partial sums)."""
-    return min(blocks(size, REDUCE_BLOCK), REDUCE_MAX_BLOCKS)
-
-
-def _partials(grid, workspace, what):
-    if workspace is not None and workspace.size >= grid:
-        return workspace[:grid]
-    return _jit.device_empty(grid, np.float64, what)
-
-
-def sum_of_squares(g, workspace=None):
-    """``sum(g**2)`` in float64 with a fixed reduction order (deterministic).
-
-    ``workspace``: an optional float64 device array of at least ``reduce_blocks(g.size)``
-    elements for the partial sums (else one is allocated per call).
+    Raises
+    ------
+    ValueError
+        If a shape or dtype does not fit.
     """
-    if g.size == 0:
-        return 0.0
-    block = REDUCE_BLOCK
-    if block & (block - 1):
-        raise ValueError(f"REDUCE_BLOCK must be a power of two, got {block}")
-    grid = reduce_blocks(g.size)
-    partials = _partials(grid, workspace, "norm partial sums")
-    _sum_squares_kernel(block)[grid, block](g, partials)
-    return float(np.sum(partials.copy_to_host()))
+    size = _size("params", params)
+    dtype = np.dtype(params.dtype)
+    _check({"params": (params, (size,), _FLOATS), "grads": (grads, (size,), (dtype,)),
+            "mask": (mask, (size,), (dtype,)), "stats": (stats, (4,), _F64)})
+    grid, block = _reduce.geometry(size)
+    sums = _reduce.partials(grid)
+    _l2_kernel(dtype.str, block)[grid, block](params, grads, mask, float(coef), sums)
+    _reduce.finish(sums, stats, 0, _reduce.OP_ADD, float(scale))
 
 
-def global_norm(grads):
-    """Euclidean norm over a list of device arrays (float)."""
-    return math.sqrt(sum(sum_of_squares(g) for g in grads))
+@on_device(outputs=(0, 2))
+def clip_grad_norm(grads, max_norm, stats):
+    """Measure the gradient norm and scale the gradients down to at most ``max_norm``.
 
+    Parameters
+    ----------
+    grads : device array, shape (P,)
+        Gradients (float32 or float64), scaled in place by ``max_norm / (norm + 1e-12)``
+        (in their dtype) when ``max_norm > 0`` and the norm is finite and larger.
+    max_norm : float
+        Largest norm kept; ``<= 0`` only measures.
+    stats : device array of float64, shape (4,)
+        ``stats[1]`` is written on the device: the Euclidean norm before clipping; the
+        scaling kernel reads it from there.
 
-def clip_grad_norm(grads, max_norm):
-    """Scale device ``grads`` in place to a global norm of at most ``max_norm``.
-
-    Same contract as :func:`rnnumba.optim.clip_grad_norm`: returns the norm before clipping,
-    ``max_norm=None`` only measures, a non-finite norm leaves the gradients untouched.
+    Raises
+    ------
+    ValueError
+        If a shape or dtype does not fit.
     """
-    norm = global_norm(grads)
-    if max_norm is not None and math.isfinite(norm) and norm > max_norm:
-        scale = max_norm / (norm + 1e-12)
-        for g in grads:
-            if g.size:
-                _scale_kernel(g.dtype.str)[_launch(g.size)](g, float(scale))
-    return norm
+    size = _size("grads", grads)
+    _check({"grads": (grads, (size,), _FLOATS), "stats": (stats, (4,), _F64)})
+    grid, block = _reduce.geometry(size)
+    sums = _reduce.partials(grid)
+    _sum_squares_kernel(block)[grid, block](grads, sums)
+    _reduce.finish(sums, stats, 1, _reduce.OP_SQRT)
+    max_norm = float(max_norm)
+    if max_norm > 0 and size:
+        _clip_kernel(np.dtype(grads.dtype).str)[_launch(size)](grads, max_norm, stats)
 
 
-# --------------------------------------------------------------------------- training helpers
+@on_device(outputs=(1,))
+def check_finite(params, stats):
+    """Write ``stats[2] = 1.0`` on the device if every element of ``params`` is finite,
+    else ``0.0``.
 
+    Parameters
+    ----------
+    params : device array, shape (P,)
+        Buffer to check (float32 or float64).
+    stats : device array of float64, shape (4,)
+        ``stats[2]`` is written.
 
-@cached_factory
-def _masked_kernel(dtype):
-    def kernel(p, mask, out):
-        i = cuda.grid(1)
-        if i < p.shape[0]:
-            out[i] = p[i] * mask[i]
-
-    return cuda.jit(kernel)
-
-
-@cached_factory
-def _axpy_kernel(dtype):
-    dt = numba_type(dtype)
-
-    def kernel(y, x, factor):
-        i = cuda.grid(1)
-        if i < y.shape[0]:
-            y[i] += dt(x[i] * dt(factor))  # host: ``x *= factor; y += x`` in the dtype
-
-    return cuda.jit(kernel)
-
-
-@cached_factory
-def _finite_probe_kernel(block):
-    def kernel(g, partials):
-        shared = cuda.shared.array(block, dtype=float64)
-        tid = cuda.threadIdx.x
-        total = float64(0.0)
-        stride = cuda.gridDim.x * block
-        for i in range(cuda.blockIdx.x * block + tid, g.shape[0], stride):
-            total += float64(g[i]) * 0.0  # NaN for NaN or inf, else 0
-        shared[tid] = total
-        _block_sum_into(partials, shared, tid, block)
-
-    return cuda.jit(kernel)
-
-
-def add_l2(params, grads, masks, workspaces, coef, partials=None):
-    """L2 penalty on device buffers, as the host training loop computes it::
-
-        pm = p * mask;  penalty += sum(pm**2);  g += pm * coef
-
-    ``masks`` are device arrays of the parameter dtype (1 for weights, 0 for biases),
-    ``workspaces`` device arrays of the same sizes, ``partials`` as in
-    :func:`sum_of_squares`. Returns the float64 ``sum(pm**2)``.
+    Raises
+    ------
+    ValueError
+        If a shape or dtype does not fit.
     """
-    penalty = 0.0
-    for p, g, m, w in zip(params, grads, masks, workspaces):
-        if p.size:
-            grid = _launch(p.size)
-            _masked_kernel(p.dtype.str)[grid](p, m, w)
-            penalty += sum_of_squares(w, partials)
-            _axpy_kernel(p.dtype.str)[grid](g, w, float(coef))
-    return penalty
+    size = _size("params", params)
+    _check({"params": (params, (size,), _FLOATS), "stats": (stats, (4,), _F64)})
+    grid, block = _reduce.geometry(size)
+    sums = _reduce.partials(grid)
+    _finite_probe_kernel(block)[grid, block](params, sums)
+    _reduce.finish(sums, stats, 2, _reduce.OP_IS_ZERO)
 
 
-def all_finite(arrays, workspace=None):
-    """Whether every element of the device ``arrays`` is finite (one scalar per array comes
-    back); ``workspace`` as in :func:`sum_of_squares`."""
-    for g in arrays:
-        if g.size == 0:
-            continue
-        block = REDUCE_BLOCK
-        grid = reduce_blocks(g.size)
-        partials = _partials(grid, workspace, "finite-check partial sums")
-        _finite_probe_kernel(block)[grid, block](g, partials)
-        if not np.isfinite(np.sum(partials.copy_to_host())):
-            return False
-    return True
+@on_device(outputs=(0, 2))
+def sgd_step(params, grads, velocity, learning_rate, momentum, nesterov):
+    """One step of SGD with (Nesterov) momentum, as :func:`rnnumba.kernels.cpu.optim.sgd_step`.
+
+    Parameters
+    ----------
+    params : device array, shape (P,)
+        Updated in place (float32 or float64; the update cast to their dtype).
+    grads : device array, shape (P,), the dtype of ``params``
+        Gradients.
+    velocity : device array of float64, shape (P,)
+        Momentum buffer, updated in place.
+    learning_rate, momentum : float
+        Step size and momentum.
+    nesterov : bool
+        Nesterov's variant.
+
+    Raises
+    ------
+    ValueError
+        If a shape or dtype does not fit.
+    """
+    size = _size("params", params)
+    dtype = np.dtype(params.dtype)
+    _check({"params": (params, (size,), _FLOATS), "grads": (grads, (size,), (dtype,)),
+            "velocity": (velocity, (size,), _F64)})
+    if size:
+        _sgd_kernel(dtype.str)[_launch(size)](params, grads, velocity, float(learning_rate),
+                                              float(momentum), bool(nesterov))
 
 
-def scale(grads, factor):
-    """``g *= factor`` for every device buffer (in the buffer dtype, as the host does)."""
-    for g in grads:
-        if g.size:
-            _scale_kernel(g.dtype.str)[_launch(g.size)](g, float(factor))
+@on_device(outputs=(0, 2, 3))
+def adam_step(params, grads, m, v, t, learning_rate, beta_1, beta_2, epsilon):
+    """Adam step number ``t`` (1-based, already counted), as
+    :func:`rnnumba.kernels.cpu.optim.adam_step`.
+
+    Parameters
+    ----------
+    params : device array, shape (P,)
+        Updated in place (float32 or float64; the update cast to their dtype).
+    grads : device array, shape (P,), the dtype of ``params``
+        Gradients.
+    m, v : device arrays of float64, shape (P,)
+        First and second moments, updated in place.
+    t : int
+        Step number, from 1.
+    learning_rate, beta_1, beta_2, epsilon : float
+        Adam's hyper-parameters.
+
+    Raises
+    ------
+    ValueError
+        If a shape or dtype does not fit.
+    """
+    size = _size("params", params)
+    dtype = np.dtype(params.dtype)
+    _check({"params": (params, (size,), _FLOATS), "grads": (grads, (size,), (dtype,)),
+            "m": (m, (size,), _F64), "v": (v, (size,), _F64)})
+    b1, b2 = float(beta_1), float(beta_2)
+    # the host's ``lr * np.sqrt(...) / (...)``: both square roots are correctly rounded
+    step = float(learning_rate) * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+    if size:
+        _adam_kernel(dtype.str)[_launch(size)](params, grads, m, v, step, b1, b2,
+                                               float(epsilon))
 
 
-def add(target, other):
-    """``target += other`` elementwise for lists of device buffers of equal sizes."""
-    for y, x in zip(target, other):
-        if y.size:
-            _axpy_kernel(y.dtype.str)[_launch(y.size)](y, x, 1.0)
+@on_device(outputs=(0,))
+def accumulate(dst, src):
+    """``dst += src`` for two device buffers of one shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        If a shape or dtype does not fit.
+    """
+    size = _size("dst", dst)
+    _check({"dst": (dst, (size,), _FLOATS), "src": (src, (size,), (np.dtype(dst.dtype),))})
+    if size:
+        _add_kernel[_launch(size)](dst, src)
+
+
+@on_device(outputs=(0,))
+def copy(dst, src):
+    """``dst[:] = src`` for two device buffers of one shape and dtype (device to device).
+
+    Raises
+    ------
+    ValueError
+        If a shape or dtype does not fit.
+    """
+    size = _size("dst", dst)
+    _check({"dst": (dst, (size,), (np.dtype(dst.dtype),)),
+            "src": (src, (size,), (np.dtype(dst.dtype),))})
+    if size:
+        dst.copy_to_device(src)
+
+
+@on_device(outputs=(0,))
+def fill(array, value):
+    """Set every element of a contiguous device ``array`` to ``value``."""
+    _jit.fill(array, value)

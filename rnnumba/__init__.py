@@ -12,7 +12,8 @@ _PUBLIC = {
     "Recurrent": "rnnumba.recurrent",
     "RNNRegressor": "rnnumba.estimators",
     "RNNClassifier": "rnnumba.estimators",
-    "load": "rnnumba.persistence",
+    "load": "rnnumba.loading",
+    "SequenceScaler": "rnnumba.preprocessing",
     "profile": "rnnumba.profiling",
 }
 

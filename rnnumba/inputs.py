@@ -89,11 +89,10 @@ class EmbeddingInput(ParameterOwner):
     def prepare(self, backend, workspace, ids, lengths):
         """Host token ids ``(N, T)`` (validated by the caller, padding positions any valid id)
         as time-major device ids, with the grouping of the active positions by token that
-        :meth:`backward` sums in (:func:`rnnumba.kernels.cpu.embedding.embedding_index`)."""
+        :meth:`backward` sums in (:func:`embedding_index`)."""
         ids_tm = np.ascontiguousarray(ids.T, dtype=np.int64)
         steps = ids_tm.shape[0]
         active = np.arange(steps)[:, None] < lengths[None, :]
-        from .kernels.cpu.embedding import embedding_index
         order, bounds = embedding_index(ids_tm, active, self.vocabulary_size)
         return (workspace.upload("ids", ids_tm), workspace.upload("order", order),
                 workspace.upload("bounds", bounds))
@@ -111,3 +110,56 @@ class EmbeddingInput(ParameterOwner):
         _, order, bounds = x
         backend.embedding.embedding_backward(order, bounds, grad_steps,
                                              self.grads()["weight"])
+
+
+def embedding_index(ids, active, vocab_size):
+    """Group the active positions of ``ids`` by token id for :func:`embedding_backward`.
+
+    Parameters
+    ----------
+    ids : array-like of int, shape (T, N)
+        Token ids in ``0..vocab_size-1`` (padding positions may hold anything in that range).
+    active : array-like of bool, shape (T, N), or None
+        False at padding positions, which take no part in the gradient; None means every
+        position is active.
+    vocab_size : int
+        Number of rows ``V`` of the embedding table.
+
+    Returns
+    -------
+    order : ndarray of int64, shape (K,)
+        The flat positions ``t*N + n`` of the active entries, stably sorted by token id
+        (positions ascending within an id).
+    bounds : ndarray of int64, shape (V+1,)
+        ``order[bounds[v]:bounds[v+1]]`` are the positions holding id ``v``.
+
+    Raises
+    ------
+    ValueError
+        If ``ids`` is not 2-D, ``active`` does not have its shape, or an active id lies
+        outside ``0..vocab_size-1``.
+    """
+    ids = np.asarray(ids)
+    vocab_size = int(vocab_size)
+    if ids.ndim != 2:
+        raise ValueError(f"ids must be 2-D (T, N), got shape {ids.shape}")
+    if vocab_size < 0:
+        raise ValueError(f"vocab_size must be >= 0, got {vocab_size}")
+    flat = ids.reshape(-1).astype(np.int64, copy=False)
+    if active is None:
+        positions = np.arange(flat.shape[0], dtype=np.int64)
+    else:
+        active = np.asarray(active, dtype=bool)
+        if active.shape != ids.shape:
+            raise ValueError(f"active must have the shape of ids {ids.shape}, "
+                             f"got {active.shape}")
+        positions = np.flatnonzero(active.reshape(-1)).astype(np.int64, copy=False)
+    tokens = flat[positions]
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise ValueError(f"ids must lie in 0..{vocab_size - 1} at active positions, got "
+                         f"values from {tokens.min()} to {tokens.max()}")
+    order = np.ascontiguousarray(positions[np.argsort(tokens, kind="stable")],
+                                 dtype=np.int64)
+    bounds = np.zeros(vocab_size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(tokens, minlength=vocab_size), out=bounds[1:])
+    return order, bounds

@@ -12,6 +12,8 @@ of each sequence (:class:`~rnnumba.heads.SequenceHead`) or every step
 (:class:`~rnnumba.heads.StepHead`) out.
 """
 
+import contextlib
+
 import numpy as np
 
 from .backend import NO_CLOCK
@@ -222,35 +224,64 @@ class SequenceModel:
         return tuple(carried)
 
     # ------------------------------------------------------------------ inference
-    def predict(self, X, lengths, batch_size=1024):
-        """Raw outputs on the host: ``(N, n_out)``, or ``(N, T, n_out)`` per step (zeros past
-        each end), in evaluation mode. ``X`` is host data as :meth:`prepare` takes it."""
+    @contextlib.contextmanager
+    def inference(self):
+        """Evaluation mode with the host weights on the device (one copy, none while a fit
+        holds them there), for :meth:`predict` and :meth:`step` calls inside it."""
         backend = self.backend
         was_training = self.recurrent.training
         self.train(False)
         if not self.store.resident:
             self.store.push()
-        parts = []
         try:
             with backend.compute():
-                for start in range(0, X.shape[0], batch_size):
-                    stop = min(start + batch_size, X.shape[0])
-                    lb = lengths[start:stop]
-                    steps = int(lb.max())
-                    batch = self.prepare(np.ascontiguousarray(X[start:stop, :steps]), lb)
-                    pred = np.asarray(backend.to_host(self.forward(batch)))
-                    self.forget()
-                    if self.per_step:
-                        pred = pred.transpose(1, 0, 2)
-                        if steps < X.shape[1]:
-                            full = np.zeros((stop - start, X.shape[1], pred.shape[2]),
-                                            dtype=pred.dtype)
-                            full[:, :steps] = pred
-                            pred = full
-                    parts.append(pred)
+                yield self
         finally:
+            self.forget()
             self.train(was_training)
+
+    def predict(self, X, lengths, batch_size=1024):
+        """Raw outputs on the host: ``(N, n_out)``, or ``(N, T, n_out)`` per step (zeros past
+        each end), in evaluation mode. ``X`` is host data as :meth:`prepare` takes it."""
+        backend = self.backend
+        parts = []
+        with self.inference():
+            for start in range(0, X.shape[0], batch_size):
+                stop = min(start + batch_size, X.shape[0])
+                lb = lengths[start:stop]
+                steps = int(lb.max())
+                batch = self.prepare(np.ascontiguousarray(X[start:stop, :steps]), lb)
+                pred = np.asarray(backend.to_host(self.forward(batch)))
+                self.forget()
+                if self.per_step:
+                    pred = pred.transpose(1, 0, 2)
+                    if steps < X.shape[1]:
+                        full = np.zeros((stop - start, X.shape[1], pred.shape[2]),
+                                        dtype=pred.dtype)
+                        full[:, :steps] = pred
+                        pred = full
+                parts.append(pred)
         return np.concatenate(parts, axis=0)
+
+    def step(self, X, states=None):
+        """Advance ``N`` sequences by the ``k`` steps of ``X`` (host data as :meth:`prepare`
+        takes it, every row ``k`` steps long) from ``states`` (None: zeros), inside
+        :meth:`inference`; causal networks only.
+
+        Returns ``(pred, states)``: the head's output on the host (per step ``(N, k, n_out)``;
+        per sequence ``(N, n_out)``, after the last of the ``k`` steps) and the new states,
+        to pass to the next call. Feeding a sequence in pieces this way gives what one
+        forward over all of it gives.
+        """
+        if self.recurrent.bidirectional:
+            raise ValueError("step() needs a causal network: a bidirectional one reads each "
+                             "sequence from its end")
+        n_seq, steps = X.shape[0], X.shape[1]
+        batch = self.prepare(X, np.full(n_seq, steps, dtype=np.int64))
+        pred = np.array(self.backend.to_host(self.forward(batch, states)))
+        states = self._carry(self.final_states())
+        self.forget()
+        return (pred.transpose(1, 0, 2) if self.per_step else pred), states
 
     # ------------------------------------------------------------------ weights
     def state_dict(self):

@@ -1057,3 +1057,31 @@ def test_parity_with_torch_in_saturation(cell, nonlinearity, dtype, torch):
             np.testing.assert_allclose(a, b, *_parity_tol(dtype, b), err_msg=name)
     for key, b in want_grads.items():
         np.testing.assert_allclose(got_grads[key], b, *_parity_tol(dtype, b), err_msg=key)
+
+
+@cells
+@layers
+def test_step_in_pieces_equals_one_forward(cell, nonlinearity, num_layers):
+    """The stepping API: a sequence fed a few steps at a time, each piece from the states
+    the previous one returned, gives one forward's outputs and final states."""
+    rng = np.random.default_rng(11)
+    model = make_model(cell, nonlinearity, num_layers)
+    model.train()  # step() runs as inference whatever the mode
+    X = rng.standard_normal((N, T, I))
+    out, states = model.eval().forward(X)
+    model.train()
+    pieces, hx = [], None
+    for first, last in ((0, 2), (2, 3), (3, T)):
+        piece, hx = model.step(X[:, first:last], hx)
+        pieces.append(piece)
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), out, rtol=1e-12, atol=1e-14)
+    for got, want in zip(hx if cell == "lstm" else (hx,),
+                         states if cell == "lstm" else (states,)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    assert model.training
+
+
+def test_step_needs_a_causal_network():
+    model = make_model("gru", bidirectional=True)
+    with pytest.raises(ValueError, match="causal"):
+        model.step(np.zeros((1, 2, I)))

@@ -168,3 +168,24 @@ def test_weight_masks_exclude_biases():
     n_bias = sd["bias_ih_l0"].size + sd["bias_hh_l0"].size
     assert mask.size == net.store.size
     assert (~mask).sum() == n_bias + 2  # and the head's two biases
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_model_step_equals_one_forward(cell, return_sequences):
+    """Stepping a causal network through a sequence in pieces gives one forward's result."""
+    net = _net(cell, (3, 2), return_sequences=return_sequences, n_out=2)
+    X = np.random.RandomState(3).randn(2, 5, 2)
+    full = net.predict(X, np.full(2, 5, dtype=np.int64))
+    with net.inference():
+        first, states = net.step(X[:, :2])
+        second, states = net.step(X[:, 2:3], states)
+        third, _ = net.step(X[:, 3:], states)
+    if return_sequences:
+        np.testing.assert_allclose(np.concatenate([first, second, third], axis=1), full,
+                                   rtol=1e-12, atol=1e-14)
+    else:
+        np.testing.assert_allclose(third, full, rtol=1e-12, atol=1e-14)
+    bidirectional = _net(cell, (3,), bidirectional=True)
+    with pytest.raises(ValueError, match="causal"), bidirectional.inference():
+        bidirectional.step(X)

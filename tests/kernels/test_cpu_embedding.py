@@ -12,6 +12,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from rnnumba.kernels.cpu import _threads
+from rnnumba.inputs import embedding_index
 from rnnumba.kernels.cpu import embedding as emb
 
 dtypes = pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -65,7 +66,7 @@ def problem(T, N, V, E, dtype, seed=0, padding=0.3, skew=False):
 
 def backward(ids, active, grad_out, grad_weight):
     """The kernel's result on a copy of ``grad_weight``."""
-    order, bounds = emb.embedding_index(ids, active, grad_weight.shape[0])
+    order, bounds = embedding_index(ids, active, grad_weight.shape[0])
     result = grad_weight.copy()
     emb.embedding_backward(order, bounds, grad_out, result)
     return result
@@ -78,7 +79,7 @@ def backward(ids, active, grad_out, grad_weight):
 def test_index_matches_brute_force(use_active):
     ids, active, *_ = problem(7, 5, 6, 1, np.float64, skew=True)
     active = active if use_active else None
-    order, bounds = emb.embedding_index(ids, active, 6)
+    order, bounds = embedding_index(ids, active, 6)
     want_order, want_bounds = reference_index(ids, active, 6)
     assert order.dtype == np.int64 and bounds.dtype == np.int64
     assert order.flags.c_contiguous and bounds.flags.c_contiguous
@@ -88,13 +89,13 @@ def test_index_matches_brute_force(use_active):
 
 def test_index_unused_ids_and_no_active_positions():
     ids = np.array([[3, 3], [0, 3]])
-    order, bounds = emb.embedding_index(ids, np.array([[True, True], [False, True]]), 5)
+    order, bounds = embedding_index(ids, np.array([[True, True], [False, True]]), 5)
     np.testing.assert_array_equal(order, [0, 1, 3])
     np.testing.assert_array_equal(bounds, [0, 0, 0, 0, 3, 3])
-    order, bounds = emb.embedding_index(ids, np.zeros((2, 2), bool), 5)
+    order, bounds = embedding_index(ids, np.zeros((2, 2), bool), 5)
     assert order.shape == (0,) and order.dtype == np.int64
     np.testing.assert_array_equal(bounds, np.zeros(6))
-    order, bounds = emb.embedding_index(np.zeros((0, 3), np.int64), None, 2)
+    order, bounds = embedding_index(np.zeros((0, 3), np.int64), None, 2)
     assert order.shape == (0,)
     np.testing.assert_array_equal(bounds, [0, 0, 0])
 
@@ -102,19 +103,19 @@ def test_index_unused_ids_and_no_active_positions():
 def test_index_ignores_padding_ids_out_of_range():
     ids = np.array([[1, -1], [9, 0]])
     with pytest.raises(ValueError, match="ids must lie in 0..1"):  # 9 is active
-        emb.embedding_index(ids, ids >= 0, 2)
-    order, bounds = emb.embedding_index(ids, (ids >= 0) & (ids < 2), 2)
+        embedding_index(ids, ids >= 0, 2)
+    order, bounds = embedding_index(ids, (ids >= 0) & (ids < 2), 2)
     np.testing.assert_array_equal(order, [3, 0])
     np.testing.assert_array_equal(bounds, [0, 1, 2])
 
 
 def test_index_rejects_bad_arguments():
     with pytest.raises(ValueError, match="ids must be 2-D"):
-        emb.embedding_index(np.zeros(3, np.int64), None, 2)
+        embedding_index(np.zeros(3, np.int64), None, 2)
     with pytest.raises(ValueError, match="active must have the shape"):
-        emb.embedding_index(np.zeros((2, 3), np.int64), np.ones((3, 2), bool), 2)
+        embedding_index(np.zeros((2, 3), np.int64), np.ones((3, 2), bool), 2)
     with pytest.raises(ValueError, match="ids must lie in"):
-        emb.embedding_index(np.full((2, 3), -1), None, 2)
+        embedding_index(np.full((2, 3), -1), None, 2)
 
 
 # --------------------------------------------------------------------------- forward
@@ -189,7 +190,7 @@ def test_backward_empty(case):
     ids = np.zeros((T, N), np.int64)
     active = np.zeros((T, N), bool) if case in ("no-active", "no-vocab") else None
     grad_weight = np.arange(V * E, dtype=np.float64).reshape(V, E)
-    order, bounds = emb.embedding_index(ids, active, V)
+    order, bounds = embedding_index(ids, active, V)
     result = grad_weight.copy()
     emb.embedding_backward(order, bounds, np.ones((T, N, E)), result)
     np.testing.assert_array_equal(result, grad_weight)

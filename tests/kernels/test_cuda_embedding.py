@@ -14,6 +14,7 @@ import os
 import numpy as np
 import pytest
 
+from rnnumba.inputs import embedding_index
 from rnnumba.kernels.cpu import embedding as cpu
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
@@ -68,7 +69,7 @@ def test_forward_matches_cpu(small_launches, dtype):
 @dtypes
 def test_backward_matches_cpu_bitwise(small_launches, dtype):
     ids, active, _, grad_out, grad_weight = problem(5, 4, 6, 3, dtype, seed=1)
-    order, bounds = cpu.embedding_index(ids, active, 6)
+    order, bounds = embedding_index(ids, active, 6)
     assert (np.diff(bounds) > 1).any() and (np.diff(bounds) == 0).any()
     want = grad_weight.copy()
     cpu.embedding_backward(order, bounds, grad_out, want)
@@ -82,7 +83,7 @@ def test_device_arrays(small_launches):
     """Device arrays in and out, no host copies: forward then backward."""
     from numba import cuda
     ids, active, weight, grad_out, grad_weight = problem(4, 3, 5, 2, np.float32, seed=2)
-    order, bounds = cpu.embedding_index(ids, active, 5)
+    order, bounds = embedding_index(ids, active, 5)
     out = cuda.device_array((4, 3, 2), np.float32)
     small_launches.embedding_forward(cuda.to_device(ids), cuda.to_device(weight), out)
     np.testing.assert_array_equal(out.copy_to_host(), weight[ids])
@@ -100,7 +101,7 @@ def test_empty(small_launches, case):
                   "no-width": (3, 2, 4, 0)}[case]
     ids = np.zeros((T, N), np.int64)
     active = np.zeros((T, N), bool) if case == "no-active" else None
-    order, bounds = cpu.embedding_index(ids, active, V)
+    order, bounds = embedding_index(ids, active, V)
     grad_weight = np.arange(V * E, dtype=np.float64).reshape(V, E)
     result = grad_weight.copy()
     small_launches.embedding_backward(order, bounds, np.ones((T, N, E)), result)

@@ -1,9 +1,8 @@
 """The embedding input layer on the CPU: lookup forward and a deterministic backward.
 
-Three functions, the first two with the same names and signatures as their CUDA twins in
+Two functions with the same names and signatures as their CUDA twins in
 :mod:`rnnumba.kernels.cuda.embedding`::
 
-    embedding_index(ids, active, vocab_size) -> (order, bounds)   # host helper (NumPy)
     embedding_forward(ids, weight, out)                           # out[t, n] = weight[ids[t, n]]
     embedding_backward(order, bounds, grad_out, grad_weight)      # grad_weight += ...
 
@@ -16,7 +15,7 @@ Conventions (one float dtype per call, float32 or float64):
   lists the flat rows ``r = t*N + n`` of ``grad_out`` that take part (padding rows left
   out, so ``K <= T*N``), grouped by token id ascending and by position ascending within an
   id; ``bounds`` (``int64 (V+1,)``) delimits each id's slice of ``order``
-  (:func:`embedding_index` builds both from host ids). Then ::
+  (:func:`rnnumba.inputs.embedding_index` builds both from host ids). Then ::
 
       grad_weight[v] += grad_out_rows[order[lo]] + grad_out_rows[order[lo+1]] + ...
 
@@ -43,59 +42,6 @@ from ._jit import kernel
 BACKWARD_MIN_BLOCK_WORK = 1 << 21
 
 
-def embedding_index(ids, active, vocab_size):
-    """Group the active positions of ``ids`` by token id for :func:`embedding_backward`.
-
-    Parameters
-    ----------
-    ids : array-like of int, shape (T, N)
-        Token ids in ``0..vocab_size-1`` (padding positions may hold anything in that range).
-    active : array-like of bool, shape (T, N), or None
-        False at padding positions, which take no part in the gradient; None means every
-        position is active.
-    vocab_size : int
-        Number of rows ``V`` of the embedding table.
-
-    Returns
-    -------
-    order : ndarray of int64, shape (K,)
-        The flat positions ``t*N + n`` of the active entries, stably sorted by token id
-        (positions ascending within an id).
-    bounds : ndarray of int64, shape (V+1,)
-        ``order[bounds[v]:bounds[v+1]]`` are the positions holding id ``v``.
-
-    Raises
-    ------
-    ValueError
-        If ``ids`` is not 2-D, ``active`` does not have its shape, or an active id lies
-        outside ``0..vocab_size-1``.
-    """
-    ids = np.asarray(ids)
-    vocab_size = int(vocab_size)
-    if ids.ndim != 2:
-        raise ValueError(f"ids must be 2-D (T, N), got shape {ids.shape}")
-    if vocab_size < 0:
-        raise ValueError(f"vocab_size must be >= 0, got {vocab_size}")
-    flat = ids.reshape(-1).astype(np.int64, copy=False)
-    if active is None:
-        positions = np.arange(flat.shape[0], dtype=np.int64)
-    else:
-        active = np.asarray(active, dtype=bool)
-        if active.shape != ids.shape:
-            raise ValueError(f"active must have the shape of ids {ids.shape}, "
-                             f"got {active.shape}")
-        positions = np.flatnonzero(active.reshape(-1)).astype(np.int64, copy=False)
-    tokens = flat[positions]
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
-        raise ValueError(f"ids must lie in 0..{vocab_size - 1} at active positions, got "
-                         f"values from {tokens.min()} to {tokens.max()}")
-    order = np.ascontiguousarray(positions[np.argsort(tokens, kind="stable")],
-                                 dtype=np.int64)
-    bounds = np.zeros(vocab_size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(tokens, minlength=vocab_size), out=bounds[1:])
-    return order, bounds
-
-
 def embedding_forward(ids, weight, out):
     """Look up the embedding of every position: ``out[t, n] = weight[ids[t, n]]``.
 
@@ -119,7 +65,7 @@ def embedding_backward(order, bounds, grad_out, grad_weight):
     ----------
     order : ndarray of int64, shape (K,)
         Flat rows ``t*N + n`` of ``grad_out`` grouped by token id (see
-        :func:`embedding_index`), ``K <= T*N``.
+        :func:`rnnumba.inputs.embedding_index`), ``K <= T*N``.
     bounds : ndarray of int64, shape (V+1,)
         ``order[bounds[v]:bounds[v+1]]`` holds the rows of id ``v``.
     grad_out : ndarray of float32 or float64, shape (T, N, E)

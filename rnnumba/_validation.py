@@ -6,7 +6,8 @@ Accepted ``X``:
 - a 2-D array ``(n_samples, n_timesteps)``: a batch of univariate series (at least two time
   steps: a single column is far more often a tabular feature than a batch of length-1
   series; pass ``(n_samples, 1, n_features)`` for those);
-- a list (or tuple) of ``(T_i, n_features)`` or ``(T_i,)`` arrays: a ragged batch.
+- a list (or tuple) of ``(T_i, n_features)`` or ``(T_i,)`` arrays: a ragged batch; so is a
+  1-D object array of them (``np.array(seqs, dtype=object)``).
 
 Trailing rows that are NaN in every feature mark the end of a shorter sequence. Any other
 NaN, and any infinity, is a ``ValueError``. The result is a C-contiguous float array
@@ -45,7 +46,13 @@ class SequenceBatch:
 
 
 def _is_sequence_list(X):
-    return isinstance(X, (list, tuple))
+    return isinstance(X, (list, tuple)) or _is_object_sequences(X)
+
+
+def _is_object_sequences(X):
+    """A 1-D object array of per-sequence arrays, as ``np.array(seqs, dtype=object)`` makes
+    of a ragged list."""
+    return isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1
 
 
 def _ragged_to_padded(X, estimator):

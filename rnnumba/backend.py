@@ -20,7 +20,11 @@ import contextlib
 
 import numpy as np
 
+from .kernels.gates import ACT_RELU, ACT_TANH
 from .kernels.modes import POOL_MODES  # noqa: F401  (the heads name their pooling by it)
+
+#: The vanilla RNN's activations, as the kernels number them.
+NONLINEARITIES = {"tanh": ACT_TANH, "relu": ACT_RELU}
 
 DEVICES = ("auto", "cpu", "cuda")
 

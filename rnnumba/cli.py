@@ -145,7 +145,7 @@ def info_lines():
     from .profiling import _cpu_name
     lines.append(f"cpu         {_cpu_name()}")
     lines.append("")
-    lines.append(f"numba threading layer  {_threading_layer(numba)}")
+    lines += _threading_lines(numba)
     lines.append(f"numba threads          {numba.get_num_threads()} "
                  f"(NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})")
     lines.append(f"BLAS                   {_blas_line()}")
@@ -169,7 +169,9 @@ def _version_of(module):
         return "not installed"
 
 
-def _threading_layer(numba):
+def _threading_lines(numba):
+    from .kernels.cpu import _threads
+    tbb = _threads.load_tbb()  # as the kernels do before their first parallel loop
     configured = numba.config.THREADING_LAYER
     try:
         active = numba.threading_layer()
@@ -183,7 +185,11 @@ def _threading_layer(numba):
         except Exception:
             pass
     text = f"{active} (active)" if active else f"{configured!r} requested, none started yet"
-    return f"{text}; importable: {', '.join(layers) or 'none'}"
+    uses = ("Numba's TBB layer (a prange over row blocks)" if _threads.prange_loops() else
+            "Python threads (no TBB layer here: each hand-off costs 65-100 us)")
+    return [f"numba threading layer  {text}; importable: {', '.join(layers) or 'none'}",
+            f"TBB runtime            {tbb or 'not found'}",
+            f"time loops split by    {uses}"]
 
 
 def _blas_line():

@@ -73,14 +73,19 @@ def read_archive(path):
         else:
             with open(path, "rb") as fh:
                 data = fh.read()
+        if not data.startswith(b"PK"):
+            raise ValueError("not an rnnumba estimator file: not an .npz archive (load reads "
+                             "what an estimator's save wrote)")
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except FileNotFoundError:
         raise
     except ValueError as exc:
-        if "allow_pickle" in str(exc):
+        if "allow_pickle" in str(exc):  # never repeat NumPy's hint to load it unsafely
             raise ValueError("not an rnnumba estimator file: it holds Python objects, which "
                              "rnnumba never writes and never loads") from None
+        if str(exc).startswith("not an rnnumba"):
+            raise
         raise ValueError("not an rnnumba estimator file (unreadable archive)") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError):
         raise ValueError("not an rnnumba estimator file (unreadable archive)") from None

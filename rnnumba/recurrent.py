@@ -10,13 +10,11 @@ backend object (:mod:`rnnumba.backend`) the network's device gives.
 import numbers
 import numpy as np
 
-from .backend import NO_CLOCK, get_backend, resolve_device
-from .kernels.gates import ACT_RELU, ACT_TANH
+from .backend import NO_CLOCK, NONLINEARITIES, get_backend, resolve_device
 from .params import (ParameterOwner, all_finite, check_random_state, init_uniform, numeric_array,
                      parameter_shapes)
 
 CELLS = ("rnn", "lstm", "gru")
-NONLINEARITIES = {"tanh": ACT_TANH, "relu": ACT_RELU}
 DTYPES = ("float32", "float64")
 _WEIGHT_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 

@@ -53,6 +53,15 @@ def test_profile_table_json_and_unavailable_device(no_cuda, tmp_path, capsys):
     assert len(data["results"]) == 8
 
 
+def test_progress_names_an_unavailable_device_once(no_cuda, capsys):
+    args = [a for a in TINY if a != "--quiet"]
+    assert cli.main(["profile", "--cell", "lstm,gru", "--hidden", "4,6", "--devices",
+                     "cpu,cuda"] + args) == 0
+    err = capsys.readouterr().err
+    assert err.count("no CUDA here (test)") == 1
+    assert err.count("cuda: not available (see above)") == 3
+
+
 def test_profile_options_reach_the_profiler(tmp_path, capsys):
     path = tmp_path / "o.json"
     code = cli.main(["profile", "--cell", "rnn", "--hidden", "3", "--devices", "cpu",

@@ -180,6 +180,31 @@ def test_corrupt_or_foreign_files_are_value_errors(fitted, tmp_path, damage):
         rnnumba.load(bad)
 
 
+@pytest.mark.parametrize("content", [bytes(range(256)) * 4, b"", b"\x80\x04garbage",
+                                     b"\x93NUMPY garbage"])
+def test_foreign_bytes_never_suggest_unsafe_loading(tmp_path, content):
+    """A safe loader names the problem and never repeats NumPy's hint to load with
+    ``allow_pickle``."""
+    path = tmp_path / "random.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="not an rnnumba estimator file") as info:
+        rnnumba.load(path)
+    assert "allow_pickle" not in str(info.value) and "pickle" not in str(info.value)
+
+
+def test_version_1_files_still_load():
+    """A file written by rnnumba 0.1 (format version 1: one archive prefix per recurrent
+    layer, the head as one flat array) loads and predicts as it did."""
+    import pathlib
+    data = pathlib.Path(__file__).parent / "data"
+    reference = np.load(data / "v1_expected.npz")
+    for name in ("regressor", "classifier"):
+        est = rnnumba.load(data / f"v1_{name}.npz")
+        X = reference["X"]
+        got = est.predict_proba(X) if name == "classifier" else est.predict(X)
+        np.testing.assert_allclose(got, reference[name], rtol=1e-12, atol=1e-14)
+
+
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         rnnumba.load(tmp_path / "nope.npz")

@@ -56,6 +56,15 @@ def test_unavailable_gpu_is_written_on_the_figure(cpu_result, tmp_path):
     assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
 
 
+def test_panel_titles_promise_no_gpu_that_was_not_measured(cpu_result, tmp_path):
+    fig = plot_profile(cpu_result, tmp_path / "cpu.png")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "Training step vs hidden size" in titles
+    assert not any("GPU" in title for title in titles)
+    fig = plot_profile(with_fake_gpu(cpu_result), tmp_path / "gpu.png")
+    assert any("where the GPU starts to win" in ax.get_title() for ax in fig.axes)
+
+
 def test_crossover_marked(cpu_result, tmp_path):
     result = with_fake_gpu(cpu_result)
     assert result["crossover"]["lstm"]["hidden_size"] == 6

@@ -189,3 +189,13 @@ def test_model_step_equals_one_forward(cell, return_sequences):
     bidirectional = _net(cell, (3,), bidirectional=True)
     with pytest.raises(ValueError, match="causal"), bidirectional.inference():
         bidirectional.step(X)
+
+
+def test_parts_build_without_a_seed():
+    """``random_state=None`` draws from NumPy's global generator, as scikit-learn's
+    ``check_random_state`` does (it used to crash the network's constructor)."""
+    recurrent = Recurrent("lstm", 2, [3, 2], random_state=None, dtype="float64")
+    head = SequenceHead(2, 1, 1, random_state=None)
+    net = SequenceModel(NumericInput(2, np.float64), recurrent, head)
+    X, lengths, _, _ = _data(False)
+    assert np.isfinite(net.predict(X, lengths)).all()

@@ -56,6 +56,18 @@ def test_ragged_list():
     assert (b.X[0, 2:] == 0).all() and (b.X[2, 0] == 2).all()
 
 
+def test_ragged_object_array_is_a_ragged_list():
+    seqs = [np.ones((2, 3)), np.zeros((4, 3)), np.full((1, 3), 2.0)]
+    as_objects = np.empty(3, dtype=object)
+    as_objects[:] = seqs
+    b, want = check_sequences(as_objects), check_sequences(seqs)
+    assert b.ragged
+    np.testing.assert_array_equal(b.X, want.X)
+    np.testing.assert_array_equal(b.lengths, want.lengths)
+    univariate = np.array([np.arange(3.0), np.arange(5.0)], dtype=object)
+    np.testing.assert_array_equal(check_sequences(univariate).lengths, [3, 5])
+
+
 def test_ragged_list_of_1d_is_univariate():
     b = check_sequences([np.arange(3.0), np.arange(5.0)])
     assert b.X.shape == (2, 5, 1)

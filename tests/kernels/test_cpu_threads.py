@@ -8,6 +8,8 @@ loops on Python threads and in a prange on Numba's TBB layer alike.
 
 import functools
 import multiprocessing
+import os
+import platform
 import subprocess
 import sys
 import threading
@@ -32,14 +34,27 @@ def _blas_threads():
 
 @functools.lru_cache(maxsize=None)
 def _tbb_available():
-    """Whether Numba starts its TBB layer when asked for it, in a fresh interpreter."""
+    """Whether Numba starts its TBB layer when asked for it, in a fresh interpreter, after
+    rnnumba has loaded the TBB runtime as its kernels do."""
     code = ("import numba, numpy as np\n"
+            "from rnnumba.kernels.cpu import _threads\n"
+            "_threads.load_tbb()\n"
             "numba.config.THREADING_LAYER = 'tbb'\n"
             "numba.njit(parallel=True)(lambda a: a + 1)(np.ones(2))\n"
             "print(numba.threading_layer())")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     return run.returncode == 0 and run.stdout.strip() == "tbb"
+
+
+def _require_tbb():
+    """Numba's TBB layer, or a failure where ``tbb`` is one of rnnumba's dependencies (x86-64:
+    a fresh install must run the fast path), or a skip elsewhere."""
+    if _tbb_available():
+        return
+    if platform.machine() in ("x86_64", "AMD64"):
+        pytest.fail("Numba's TBB layer does not start although tbb is a dependency here")
+    pytest.skip("Numba has no TBB layer here (TBB is a dependency on x86-64 only)")
 
 
 class Splits(list):
@@ -55,8 +70,8 @@ def split_everything(request, monkeypatch):
     """Split even tiny batches and GEMMs, the time loops through Python threads or through a
     prange in Numba's TBB layer, and record the blocks of every split call."""
     in_prange = request.param == "prange"
-    if in_prange and not _threads._numba_layer_is_tbb():
-        pytest.skip("Numba's TBB threading layer is not available here")
+    if in_prange:
+        _require_tbb()
     monkeypatch.setattr(_threads, "PRANGE_LOOPS", in_prange)
     for name in ("LOOP_MIN_ROWS", "LOOP_MIN_BLOCK_WORK", "PRANGE_MIN_BLOCK_WORK",
                  "GEMM_MIN_BLOCK_MACS"):
@@ -257,8 +272,7 @@ def test_time_loops_leave_the_prange_to_compiled_kernels(tmp_path, monkeypatch):
 
 
 def test_time_loops_run_in_prange_when_numba_has_tbb(monkeypatch):
-    if not _tbb_available():
-        pytest.skip("Numba has no TBB layer here (TBB is a dependency on x86-64 only)")
+    _require_tbb()
     monkeypatch.setattr(_threads, "_layer_is_tbb", None)  # decide afresh, by the layer
     calls = []
     original = _threads.run_in_prange
@@ -321,3 +335,29 @@ def test_a_forked_child_runs_the_split_loops(split_everything):
     child.join(timeout=120)
     assert child.exitcode == 0, "the forked child hung or failed"
     assert queue.get(timeout=5) == pytest.approx(float(expected.sum()))
+
+
+def test_the_tbb_runtime_is_found_where_pip_put_it():
+    """The ``tbb`` wheel's library sits in the environment's ``lib/``, which the loader does not
+    search in a plain venv: rnnumba finds it from the distribution's file list and loads it
+    by its path, and ``rnnumba info`` says so."""
+    from importlib import metadata
+    try:
+        files = metadata.distribution("tbb").files or []
+    except metadata.PackageNotFoundError:
+        _require_tbb()  # fails on x86-64, where tbb is a dependency
+        return
+    shipped = {str(f.locate()) for f in files if f.name == "libtbb.so.12"}
+    if not shipped:
+        pytest.skip("this tbb distribution ships no libtbb.so.12 (not Linux)")
+    candidates = _threads._tbb_candidates("libtbb.so.12")
+    assert {os.path.realpath(p) for p in shipped} <= set(candidates)
+    code = ("from rnnumba.cli import info_lines\n"
+            "from rnnumba.kernels.cpu import _threads\n"
+            "print(_threads.prange_loops())\n"
+            "print(chr(10).join(info_lines()))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert run.stdout.splitlines()[0] == "True"
+    assert "TBB runtime            /" in run.stdout
+    assert "time loops split by    Numba's TBB layer" in run.stdout

@@ -22,7 +22,9 @@ apply to rnnumba as they apply to NumPy.
 
 import concurrent.futures
 import contextlib
+import ctypes
 import os
+import sys
 import threading
 
 import numba
@@ -173,6 +175,7 @@ def _numba_layer_is_tbb():
         return numba.threading_layer() == "tbb"
     except ValueError:  # no parallel kernel has run yet: which layer would Numba start?
         pass
+    load_tbb()
     config = numba.config
     if config.THREADING_LAYER == "default":
         wanted = config.THREADING_LAYER_PRIORITY[0] == "tbb"
@@ -187,6 +190,54 @@ def _numba_layer_is_tbb():
     except (ImportError, AttributeError):  # no TBB, or a Numba without this check
         return False
     return True
+
+
+#: TBB's runtime library as the ``tbb`` wheel names it, per platform.
+_TBB_LIBRARY = {"linux": "libtbb.so.12", "darwin": "libtbb.12.dylib", "win32": "tbb12.dll"}
+_tbb_loaded = None  # what load_tbb found, once
+
+
+def load_tbb():
+    """Load TBB's runtime from where pip put it, so that Numba's TBB layer can start.
+
+    The ``tbb`` wheel installs ``libtbb.so.12`` into the environment's ``lib/``, which the
+    dynamic loader does not search: in a plain venv Numba then cannot import its TBB layer
+    and falls back to another. Loaded once by its path (``RTLD_GLOBAL``), the library
+    satisfies Numba's own lookup by name. Returns the path loaded (or None: no ``tbb``
+    distribution, another platform, or a load that failed; Numba then decides as before).
+    """
+    global _tbb_loaded
+    if _tbb_loaded is not None:
+        return _tbb_loaded or None
+    _tbb_loaded = ""
+    name = next((lib for key, lib in _TBB_LIBRARY.items() if sys.platform.startswith(key)),
+                None)
+    if name is None:
+        return None
+    for path in _tbb_candidates(name):
+        try:
+            ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+        except OSError:
+            continue
+        _tbb_loaded = path
+        return path
+    return None
+
+
+def _tbb_candidates(name):
+    """Files named ``name`` that the ``tbb`` distribution installed, then the environment's
+    ``lib/`` directories."""
+    paths = []
+    try:
+        from importlib import metadata
+        files = metadata.distribution("tbb").files or []
+        paths += [str(f.locate()) for f in files if f.name == name]
+    except Exception:  # no such distribution, or metadata without a file list
+        pass
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        paths += [os.path.join(prefix, "lib", name), os.path.join(prefix, "Library", "bin",
+                                                                  name)]
+    return list(dict.fromkeys(os.path.realpath(p) for p in paths if os.path.exists(p)))
 
 
 def _enter():

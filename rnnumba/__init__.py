@@ -14,6 +14,10 @@ _PUBLIC = {
     "RNNClassifier": "rnnumba.estimators",
     "load": "rnnumba.loading",
     "SequenceScaler": "rnnumba.preprocessing",
+    "RNNLanguageModel": "rnnumba.text",
+    "RNNForecaster": "rnnumba.forecasting",
+    "backtest": "rnnumba.forecasting",
+    "plot_forecast": "rnnumba.plotting",
     "profile": "rnnumba.profiling",
 }
 

@@ -17,8 +17,9 @@ NaN, and any infinity, is a ``ValueError``. The result is a C-contiguous float a
 import numpy as np
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
-__all__ = ["check_sequences", "SequenceBatch", "check_sequence_targets",
-           "check_sample_targets_regression", "check_sample_targets_labels"]
+__all__ = ["check_sequences", "check_token_sequences", "SequenceBatch",
+           "check_sequence_targets", "check_sample_targets_regression",
+           "check_sample_targets_labels"]
 
 
 class SequenceBatch:
@@ -164,6 +165,69 @@ def check_sequences(X, *, dtype=np.float64, estimator=None, input_name="X"):
         if out is padded and not out.flags.writeable:
             out = out.copy()
     return SequenceBatch(out, lengths, n_timesteps, ragged)
+
+
+def check_token_sequences(X, *, vocabulary_size=None, input_name="X"):
+    """Validate a batch of token sequences; return a :class:`SequenceBatch` whose ``X`` is
+    ``int64 (N, T)`` (0 past each end) and whose ``n_features`` is 1.
+
+    Accepted: a 2-D integer array ``(n_samples, n_timesteps)`` (every sequence that long),
+    or a list (or 1-D object array) of 1-D integer arrays, a ragged batch. Token ids are
+    integers >= 0 (floats that hold integers are accepted), below ``vocabulary_size`` when
+    it is given (at predict time: the ids seen at fit). Anything else is a ``TypeError``
+    (not integers) or ``ValueError`` (empty, negative, beyond the vocabulary) naming it.
+    """
+    if _is_sequence_list(X):
+        if len(X) == 0:
+            raise ValueError(f"{input_name} holds no sequences; a minimum of 1 is required.")
+        parts = [_token_array(seq, f"{input_name}[{i}]") for i, seq in enumerate(X)]
+        for i, part in enumerate(parts):
+            if part.ndim != 1:
+                raise ValueError(f"{input_name}[{i}] must be a 1-D array of token ids, got "
+                                 f"shape {part.shape}")
+            if part.size == 0:
+                raise ValueError(f"{input_name}[{i}] is an empty sequence")
+        lengths = np.array([p.size for p in parts], dtype=np.int64)
+        ids = np.zeros((len(parts), int(lengths.max())), dtype=np.int64)
+        for i, part in enumerate(parts):
+            ids[i, :part.size] = part
+        ragged = True
+    else:
+        ids = _token_array(X, input_name)
+        if ids.ndim != 2:
+            raise ValueError(f"{input_name} of token ids must be 2-D (n_samples, n_timesteps) "
+                             f"or a list of 1-D arrays, got shape {ids.shape}")
+        if ids.shape[0] == 0 or ids.shape[1] == 0:
+            raise ValueError(f"Found {input_name} of shape {ids.shape}: sequences need at "
+                             "least 1 token.")
+        lengths = np.full(ids.shape[0], ids.shape[1], dtype=np.int64)
+        ragged = False
+    valid = np.arange(ids.shape[1])[None, :] < lengths[:, None]
+    used = ids[valid]
+    if used.min() < 0:
+        raise ValueError(f"{input_name} holds negative token ids (e.g. {int(used.min())}); "
+                         "token ids are integers >= 0")
+    if vocabulary_size is not None and used.max() >= vocabulary_size:
+        unseen = np.unique(used[used >= vocabulary_size])
+        raise ValueError(f"{input_name} holds token ids beyond the vocabulary seen at fit "
+                         f"(0..{vocabulary_size - 1}): {unseen[:5].tolist()}")
+    return SequenceBatch(np.ascontiguousarray(ids), lengths, ids.shape[1], ragged)
+
+
+def _token_array(value, name):
+    """``value`` as an int64 array of token ids, or a ``TypeError`` naming ``name``."""
+    if hasattr(value, "toarray") or hasattr(value, "tocsr"):
+        raise TypeError("Sparse data was passed for X, but dense data is required.")
+    array = np.asarray(value)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64, copy=False)
+    if array.dtype.kind == "b":
+        raise TypeError(f"{name} must hold integer token ids, got booleans")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all() or not np.array_equal(array, np.round(array)):
+            raise TypeError(f"{name} must hold integer token ids, got non-integer values")
+        return array.astype(np.int64)
+    raise TypeError(f"{name} must hold integer token ids, got dtype {array.dtype}")
 
 
 def check_sequence_targets(y, batch, *, numeric, input_name="y"):

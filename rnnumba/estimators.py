@@ -13,9 +13,11 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin,
+                          RegressorMixin, TransformerMixin, _fit_context)
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -24,13 +26,14 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import persistence
 from ._validation import (check_sample_targets_labels, check_sample_targets_regression,
-                          check_sequence_targets, check_sequences)
+                          check_sequence_targets, check_sequences, check_token_sequences)
 from .backend import resolve_device, runnable_device
-from .heads import SequenceHead, StepHead
-from .inputs import NumericInput
+from .heads import SequenceHead, StepHead, pooling_modes
+from .inputs import EmbeddingInput, NumericInput
 from .losses import CrossEntropy, SquaredError, log_softmax, softmax
 from .model import SequenceModel
 from .optim import make_optimizer
+from .preprocessing import SequenceScaler
 from .recurrent import Recurrent
 from .training import SequenceData, Trainer, TrainingDivergedError
 
@@ -38,10 +41,25 @@ __all__ = ["RNNRegressor", "RNNClassifier", "TrainingDivergedError"]
 
 _PREDICT_BATCH = 1024
 
-#: ``batch_size="auto"`` is ``min(AUTO_BATCH_SIZE, n_samples)``. scikit-learn's MLP uses 200;
-#: recurrent networks generalise better with smaller batches (digits: 96-97% test accuracy
-#: at 200, 97.5-99% at 64, in rnnumba and in PyTorch alike).
+#: ``batch_size="auto"``: about ``n_samples / AUTO_BATCHES`` (so an epoch takes about that
+#: many optimizer steps), at least ``AUTO_BATCH_MIN`` and at most ``AUTO_BATCH_SIZE``
+#: samples. Small batches keep small data sets from training one step per epoch.
 AUTO_BATCH_SIZE = 64
+AUTO_BATCH_MIN = 8
+AUTO_BATCHES = 100
+
+#: ``n_iter_no_change="auto"``: the epochs that make about this many optimizer steps (at
+#: least ``AUTO_MIN_PATIENCE``), so a plateau is waited out as long on small data as on
+#: large. ``max_iter="auto"``: the epochs that make about ``AUTO_MAX_STEPS`` steps, at least
+#: ``AUTO_MIN_EPOCHS``.
+AUTO_PATIENCE_STEPS = 500
+AUTO_MIN_PATIENCE = 10
+AUTO_MAX_STEPS = 5000
+AUTO_MIN_EPOCHS = 200
+
+#: ``patch_size="auto"`` reads long sequences in patches of consecutive steps, so that the
+#: longest one has at most this many.
+AUTO_PATCH_STEPS = 64
 
 #: The fitted counters the training core keeps, copied onto the estimator after each fit.
 _TRAINING_RESULTS = ("n_iter_", "t_", "loss_", "loss_curve_", "best_loss_",
@@ -59,6 +77,8 @@ class Architecture:
     activation: str
     return_sequences: bool
     dtype: str
+    pooling: str
+    embedding_dim: object
 
 
 _COMMON_PARAMETERS = """
@@ -76,19 +96,23 @@ _COMMON_PARAMETERS = """
     return_sequences : bool, default=False
         One output per time step instead of one per sequence.
     solver : {"adam", "sgd"}, default="adam"
-    alpha : float, default=1e-4
+    alpha : float, default=1e-3
         L2 penalty on the weights (not the biases), scaled as scikit-learn's MLP scales it
         (``alpha / batch weight``).
     batch_size : int or "auto", default="auto"
-        ``"auto"`` is ``min(64, n_samples)``; an int larger than the data is clipped with a
-        warning.
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        The MLP's schedules, for both solvers.
-    learning_rate_init : float, default=0.01
+        ``"auto"`` is about 1% of the training samples, at least 8 and at most 64 (so an
+        epoch of a small data set is several optimizer steps, not one); an int larger
+        than the data is clipped with a warning.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="adaptive"
+        The MLP's schedules, for both solvers. ``"adaptive"`` divides the rate by 5 when
+        the training loss (or validation score) stalls for ``n_iter_no_change`` epochs,
+        and stops once it is below 1e-6.
+    learning_rate_init : float, default=0.003
     power_t : float, default=0.5
         Exponent of ``"invscaling"``.
-    max_iter : int, default=200
-        Maximum number of epochs.
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs; ``"auto"`` is enough epochs for about 5000 optimizer
+        steps, at least 200.
     shuffle : bool, default=True
         Reshuffle the samples every epoch.
     random_state : int, RandomState or None, default=None
@@ -111,23 +135,48 @@ _COMMON_PARAMETERS = """
         Adam's decay rates.
     epsilon : float, default=1e-8
         Adam's numerical stability term.
-    n_iter_no_change : int, default=10
-        Epochs without an improvement of ``tol`` before stopping.
+    n_iter_no_change : int or "auto", default="auto"
+        Epochs without an improvement of ``tol`` before stopping (or, with
+        ``learning_rate="adaptive"``, lowering the rate); ``"auto"`` is enough epochs for
+        about 500 optimizer steps, at least 10, so that a plateau is waited out as long on
+        a small data set as on a large one.
     clip_norm : float or None, default=5.0
         Clip the global gradient norm (every layer and the output layer together) to this
         value; None disables clipping.
     bptt_steps : int or None, default=None
         Truncated backpropagation through time: gradients are cut every ``bptt_steps``
         steps (the forward pass still carries the state through the whole sequence). Not
-        with ``bidirectional=True``."""
+        with ``bidirectional=True``, and only with ``pooling="last"``.
+    pooling : str, default="max"
+        How each sequence's steps are summarised for the output layer (one output per
+        sequence): ``"last"`` (the last state; forward-last and backward-first when
+        bidirectional), ``"mean"`` or ``"max"`` over the steps, ``"attention"`` (a
+        learned softmax weighting of the steps), or several joined by ``"+"`` (e.g.
+        ``"last+max"``), side by side. Ignored with ``return_sequences=True``.
+    embedding_dim : int or None, default=None
+        None reads ``X`` as numeric features. An int reads ``X`` as integer token ids (a
+        2-D int array, or a list of 1-D int arrays for a ragged batch), looked up in a
+        learned table of this many features per token; the ids seen at ``fit`` (0 up to
+        their maximum) are the vocabulary, and larger ids at predict time are an error.
+    scale : bool, default=True
+        Standardise each input feature over the training data's valid steps
+        (:class:`~rnnumba.SequenceScaler`) before the network reads it (numeric input);
+        the regressor also standardises each target and predicts in the original units.
+        The statistics come from the first ``fit`` (or ``partial_fit``) call.
+    patch_size : int or "auto", default="auto"
+        Read this many consecutive steps as one step of ``patch_size * n_features``
+        features (per-sequence outputs with numeric input; 1 otherwise): long sequences
+        become short ones, which recurrent networks learn far more reliably. ``"auto"``
+        takes the fewest steps per patch that bring the longest training sequence to at
+        most 64 patches (``patch_size_``)."""
 
 _DEVICE_PARAMETERS = """
     device : {"auto", "cpu", "cuda"}, default="auto"
         ``"cuda"`` trains on an NVIDIA GPU (``fit`` raises a ``ValueError`` saying why when
         none works); ``"auto"`` picks it when a real CUDA device works (never Numba's
         CUDA simulator), else the CPU.
-    dtype : {"float32", "float64"}, default="float64"
-        Precision of the network."""
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network (float64 fits take about three times as long)."""
 
 _COMMON_ATTRIBUTES = """
     n_features_in_ : int
@@ -149,10 +198,27 @@ _COMMON_ATTRIBUTES = """
     best_validation_score_ : float or None
         The best validation score (``early_stopping`` only).
     device_ : str
-        Where the network trained: ``"cpu"`` or ``"cuda"``."""
+        Where the network trained: ``"cpu"`` or ``"cuda"``.
+    patch_size_ : int
+        Steps read as one (``patch_size``).
+    vocabulary_size_ : int
+        With ``embedding_dim``: token ids seen at ``fit`` are ``0..vocabulary_size_-1``."""
 
 
-class _BaseRNN(BaseEstimator):
+def _padded_with_nan(batch):
+    """A checked batch as NaN-padded sequences (what :class:`SequenceScaler` reads)."""
+    valid = np.arange(batch.X.shape[1])[None, :] < batch.lengths[:, None]
+    return np.where(valid[:, :, None], batch.X, np.nan)
+
+
+def _standardisation(values, weights):
+    """``(mean, scale)`` per column of ``values`` (rows are observations, weighted), scale
+    1 where a column is constant, as scikit-learn's StandardScaler sets it."""
+    scaler = StandardScaler().fit(values, sample_weight=weights)
+    return scaler.mean_, scaler.scale_
+
+
+class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     """Shared parameters, fitting and persistence of the two estimators."""
 
     _parameter_constraints = {
@@ -170,7 +236,7 @@ class _BaseRNN(BaseEstimator):
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
         "power_t": [Interval(numbers.Real, 0, None, closed="left")],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "shuffle": ["boolean"],
         "random_state": ["random_state"],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
@@ -183,21 +249,28 @@ class _BaseRNN(BaseEstimator):
         "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
         "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
         "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_iter_no_change": [StrOptions({"auto"}),
+                             Interval(numbers.Integral, 1, None, closed="left")],
         "clip_norm": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "bptt_steps": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "pooling": [str],
+        "embedding_dim": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "scale": ["boolean"],
+        "patch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None,
+                                                      closed="left")],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
         "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
     }
 
     def __init__(self, cell="lstm", hidden_layer_sizes=(64,), *, bidirectional=False,
                  activation="tanh", dropout=0.0, return_sequences=False, solver="adam",
-                 alpha=1e-4, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.01, power_t=0.5, max_iter=200, shuffle=True,
+                 alpha=1e-3, batch_size="auto", learning_rate="adaptive",
+                 learning_rate_init=0.003, power_t=0.5, max_iter="auto", shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, clip_norm=5.0,
-                 bptt_steps=None, device="auto", dtype="float64"):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change="auto", clip_norm=5.0,
+                 bptt_steps=None, pooling="max", embedding_dim=None, scale=True,
+                 patch_size="auto", device="auto", dtype="float32"):
         self.cell = cell
         self.hidden_layer_sizes = hidden_layer_sizes
         self.bidirectional = bidirectional
@@ -226,6 +299,10 @@ class _BaseRNN(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.clip_norm = clip_norm
         self.bptt_steps = bptt_steps
+        self.pooling = pooling
+        self.embedding_dim = embedding_dim
+        self.scale = scale
+        self.patch_size = patch_size
         self.device = device
         self.dtype = dtype
 
@@ -257,11 +334,35 @@ class _BaseRNN(BaseEstimator):
         if self.bptt_steps is not None and self.bidirectional:
             raise ValueError("bptt_steps (truncated BPTT) needs a causal network; it cannot "
                              "be combined with bidirectional=True")
+        pooling_modes(self.pooling)
+        if (self.bptt_steps is not None and not self.return_sequences
+                and self.pooling != "last"):
+            raise ValueError(f"bptt_steps (truncated BPTT) summarises each sequence by its "
+                             f"last state; it cannot be combined with pooling="
+                             f"{self.pooling!r}")
 
     def _network_dtype(self):
         return np.dtype(self.dtype).name
 
-    def _validate_X(self, X, reset):
+    def _validate_X(self, X, reset=False):
+        """The checked batch as the network reads it (scaled); ``reset`` (the first fit)
+        learns ``n_features_in_`` or the vocabulary and the scaling (unweighted)."""
+        batch = self._check_X(X, reset)
+        if reset:
+            self._fit_x_scaling(batch, None)
+            self._fit_patch_size(batch)
+        return self._network_input(batch)
+
+    def _check_X(self, X, reset):
+        """The checked batch, as given (``reset``: learn ``n_features_in_`` or the
+        vocabulary)."""
+        if self.embedding_dim is not None:
+            batch = check_token_sequences(
+                X, vocabulary_size=None if reset else self.vocabulary_size_)
+            if reset:
+                self.n_features_in_ = 1
+                self.vocabulary_size_ = int(batch.X[self._step_mask(batch)].max()) + 1
+            return batch
         batch = check_sequences(X, dtype=np.dtype(self._network_dtype()), estimator=self)
         if reset:
             self.n_features_in_ = batch.n_features
@@ -271,14 +372,54 @@ class _BaseRNN(BaseEstimator):
                 f"{self.n_features_in_} features as input (features per time step).")
         return batch
 
+    def _fit_x_scaling(self, batch, sample_weight):
+        """Learn the input standardisation (``scale``, numeric input) from a checked batch,
+        each sequence weighted by ``sample_weight``."""
+        self._x_scaling = None
+        if self.scale and self.embedding_dim is None:
+            scaler = SequenceScaler().fit(_padded_with_nan(batch), sample_weight=sample_weight)
+            self._x_scaling = (scaler.mean_, scaler.scale_)
+
+    def _network_input(self, batch):
+        """A checked batch as the network reads it: scaled, and ``patch_size_`` steps read
+        as one (the lengths then count patches; a last partial patch is zero-filled, the
+        scaled mean)."""
+        if self._x_scaling is not None:
+            mean, scale = self._x_scaling
+            valid = self._step_mask(batch)[:, :, None]
+            batch.X = np.where(valid, (batch.X - mean) / scale, 0.0).astype(batch.X.dtype)
+        k = self.patch_size_
+        if k > 1:
+            n_seq, steps, features = batch.X.shape
+            patches = -(-steps // k)
+            padded = np.zeros((n_seq, patches * k, features), dtype=batch.X.dtype)
+            padded[:, :steps] = batch.X
+            batch.X = padded.reshape(n_seq, patches, k * features)
+            batch.lengths = -(-batch.lengths // k)
+        return batch
+
+    def _fit_patch_size(self, batch):
+        """``patch_size_``: ``patch_size``, or for ``"auto"`` the fewest steps per patch that
+        bring the longest sequence to at most ``AUTO_PATCH_STEPS`` patches (1 with
+        ``return_sequences`` or token input, where every step is read on its own)."""
+        if self.return_sequences or self.embedding_dim is not None:
+            self.patch_size_ = 1
+        elif self.patch_size == "auto":
+            self.patch_size_ = max(1, -(-int(batch.lengths.max()) // AUTO_PATCH_STEPS))
+        else:
+            self.patch_size_ = int(self.patch_size)
+
     def _architecture(self):
         return Architecture(self.cell, tuple(self._hidden_sizes()), bool(self.bidirectional),
                             self.activation if self.cell == "rnn" else "tanh",
-                            bool(self.return_sequences), self._network_dtype())
+                            bool(self.return_sequences), self._network_dtype(),
+                            "last" if self.return_sequences else self.pooling,
+                            None if self.embedding_dim is None else int(self.embedding_dim))
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
-            return min(AUTO_BATCH_SIZE, n_samples)
+            return min(n_samples, max(AUTO_BATCH_MIN, min(AUTO_BATCH_SIZE,
+                                                          n_samples // AUTO_BATCHES)))
         if self.batch_size > n_samples:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                           "going to be clipped")
@@ -294,15 +435,22 @@ class _BaseRNN(BaseEstimator):
         if arch.return_sequences:
             head = StepHead(n_in, n_outputs, dtype=dtype, random_state=rng)
         else:
-            head = SequenceHead(n_in, n_outputs, directions, pooling="last", dtype=dtype,
+            head = SequenceHead(n_in, n_outputs, directions, pooling=arch.pooling, dtype=dtype,
                                 random_state=rng)
+        input_size = (n_features * self.patch_size_ if arch.embedding_dim is None
+                      else arch.embedding_dim)
         recurrent = Recurrent(
-            arch.cell, input_size=int(n_features), hidden_size=list(arch.hidden_layer_sizes),
+            arch.cell, input_size=int(input_size), hidden_size=list(arch.hidden_layer_sizes),
             bidirectional=arch.bidirectional, nonlinearity=arch.activation,
             dropout=float(self.dropout), dtype=arch.dtype, device=device,
             random_state=np.random.RandomState(rng.randint(np.iinfo(np.int32).max)))
         recurrent.initialize_layers([np.random.RandomState(seed) for seed in seeds])
-        return SequenceModel(NumericInput(n_features, dtype), recurrent, head)
+        if arch.embedding_dim is None:
+            input_layer = NumericInput(input_size, dtype)
+        else:
+            input_layer = EmbeddingInput(self.vocabulary_size_, arch.embedding_dim, dtype,
+                                         random_state=rng)
+        return SequenceModel(input_layer, recurrent, head)
 
     def _new_optimizer(self):
         return make_optimizer(
@@ -324,7 +472,12 @@ class _BaseRNN(BaseEstimator):
         trainer.clip_norm = self.clip_norm
         trainer.bptt_steps = self.bptt_steps
         trainer.tol = float(self.tol)
-        trainer.n_iter_no_change = int(self.n_iter_no_change)
+        steps = -(-n_samples // trainer.batch_size)  # optimizer steps per epoch
+        trainer.n_iter_no_change = (max(AUTO_MIN_PATIENCE, -(-AUTO_PATIENCE_STEPS // steps))
+                                    if self.n_iter_no_change == "auto"
+                                    else int(self.n_iter_no_change))
+        self._max_epochs = (max(AUTO_MIN_EPOCHS, -(-AUTO_MAX_STEPS // steps))
+                            if self.max_iter == "auto" else int(self.max_iter))
         trainer.verbose = self.verbose
 
     def _sample_weight(self, sample_weight, batch):
@@ -341,14 +494,19 @@ class _BaseRNN(BaseEstimator):
         first = not hasattr(self, "_model") or (not self.warm_start and not incremental)
         if not first and self._arch != self._architecture():
             raise ValueError("the network architecture (cell, hidden_layer_sizes, "
-                             "bidirectional, activation, return_sequences, dtype) changed since "
-                             "the last fit; set warm_start=False to fit a new network")
+                             "bidirectional, activation, return_sequences, dtype, pooling, "
+                             "embedding_dim) changed since the last fit; set warm_start=False "
+                             "to fit a new network")
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
-        batch = self._validate_X(X, reset=first)
+        batch = self._check_X(X, reset=first)
         sw = self._sample_weight(sample_weight, batch)
+        if first:
+            self._fit_x_scaling(batch, sw)
+            self._fit_patch_size(batch)
+        batch = self._network_input(batch)
         target, step_mask, n_outputs = self._prepare_targets(y, batch, first, classes,
-                                                             incremental)
+                                                             incremental, sw)
         weights = sw.copy() if step_mask is None else sw[:, None] * step_mask
         norm_weights = weights.copy()
         weights = self._apply_class_weight(weights, target, step_mask, incremental)
@@ -373,7 +531,7 @@ class _BaseRNN(BaseEstimator):
         self._configure(self._trainer, len(data))
         try:
             self._trainer.fit(data, val, score=self._validation_score,
-                              max_epochs=1 if incremental else self.max_iter,
+                              max_epochs=1 if incremental else self._max_epochs,
                               incremental=incremental)
         finally:
             for name in _TRAINING_RESULTS:
@@ -403,6 +561,37 @@ class _BaseRNN(BaseEstimator):
     def _raw_predict(self, batch):
         return self._model.predict(batch.X, batch.lengths, _PREDICT_BATCH).astype(
             np.float64, copy=False)
+
+    def transform(self, X):
+        """The learned sequence features that feed the output layer.
+
+        Parameters
+        ----------
+        X : sequences, as :meth:`fit` takes them
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out)
+            Each sequence's summary (``pooling``): ``directions * hidden_layer_sizes[-1]``
+            features, for any scikit-learn estimator to use. With ``return_sequences`` every
+            step's output, ``(n_samples, n_timesteps, n_features_out)`` (NaN past each end;
+            a list for ragged-list input).
+        """
+        check_is_fitted(self, "_model")
+        batch = self._validate_X(X, reset=False)
+        features = self._model.transform(batch.X, batch.lengths, _PREDICT_BATCH).astype(
+            np.float64, copy=False)
+        if self._arch.return_sequences:
+            return self._pad_sequences(features, batch, np.nan)
+        return features
+
+    @property
+    def _n_features_out(self):
+        """Features per sequence (or step) that :meth:`transform` returns."""
+        per_step = (2 if self._arch.bidirectional else 1) * self._arch.hidden_layer_sizes[-1]
+        if self._arch.return_sequences:
+            return per_step
+        return len(pooling_modes(self._arch.pooling)) * per_step
 
     def _step_mask(self, batch):
         return np.arange(batch.X.shape[1])[None, :] < batch.lengths[:, None]
@@ -442,6 +631,12 @@ class _BaseRNN(BaseEstimator):
         for name in ("n_iter_", "t_", "loss_", "best_loss_", "best_validation_score_"):
             fitted[name] = getattr(self, name)
         arrays = {f"model/{name}": value for name, value in self._model.state_dict().items()}
+        fitted["patch_size_"] = self.patch_size_
+        if self.embedding_dim is not None:
+            fitted["vocabulary_size_"] = self.vocabulary_size_
+        for name, scaling in (("x", self._x_scaling), ("y", getattr(self, "_y_scaling", None))):
+            if scaling is not None:
+                arrays[f"scaling/{name}_mean"], arrays[f"scaling/{name}_scale"] = scaling
         arrays["loss_curve_"] = np.asarray(self.loss_curve_, dtype=np.float64)
         if self.validation_scores_ is not None:
             arrays["validation_scores_"] = np.asarray(self.validation_scores_, np.float64)
@@ -476,6 +671,16 @@ class _BaseRNN(BaseEstimator):
             [float(v) for v in persistence.float_array(arrays, "validation_scores_")]
             if "validation_scores_" in arrays else None)
         est._classes_from_archive(arrays)
+        if est.embedding_dim is not None:
+            vocabulary = fitted.get("vocabulary_size_")
+            if isinstance(vocabulary, bool) or not isinstance(vocabulary, int) or vocabulary < 1:
+                raise ValueError(f"vocabulary_size_ must be a positive int, got {vocabulary!r}")
+            est.vocabulary_size_ = vocabulary
+        est._x_scaling = persistence.scaling(arrays, "x", est.n_features_in_)
+        patch = fitted.get("patch_size_", 1)
+        if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+            raise ValueError(f"patch_size_ must be a positive int, got {patch!r}")
+        est.patch_size_ = patch
         est._arch = est._architecture()
         est._random_state = np.random.RandomState(
             est.random_state if isinstance(est.random_state, numbers.Integral) else None)
@@ -498,7 +703,7 @@ class _BaseRNN(BaseEstimator):
         """Fitted labels, for the classifier."""
 
 
-class RNNRegressor(RegressorMixin, _BaseRNN):
+class RNNRegressor(RegressorMixin, TransformerMixin, _BaseRNN):
     __doc__ = f"""Recurrent-network regressor (squared error), one target per sequence or
     per step.
 
@@ -539,7 +744,7 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
     def _loss(self):
         return SquaredError()
 
-    def _prepare_targets(self, y, batch, first, classes, incremental):
+    def _prepare_targets(self, y, batch, first, classes, incremental, sample_weight):
         if self.return_sequences:
             Y, mask = check_sequence_targets(y, batch, numeric=True)
             if Y.ndim == 2:
@@ -558,6 +763,17 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
             raise ValueError(f"y has {n_outputs} outputs, the fitted network has "
                              f"{self.n_outputs_}")
         self._y_ndim = ndim
+        if first:
+            self._y_scaling = None
+            if self.scale:
+                weights = (sample_weight if mask is None else
+                           np.broadcast_to(sample_weight[:, None], mask.shape)[mask])
+                self._y_scaling = _standardisation(Y if mask is None else Y[mask], weights)
+        if self._y_scaling is not None:
+            mean, scale = self._y_scaling
+            Y = (Y - mean) / scale
+            if mask is not None:
+                Y[~mask] = 0.0
         Y = Y.astype(self._network_dtype())
         return Y, (None if mask is None else mask.astype(np.float64)), n_outputs
 
@@ -591,6 +807,9 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
         check_is_fitted(self, "_model")
         batch = self._validate_X(X, reset=False)
         raw = self._raw_predict(batch)
+        if self._y_scaling is not None:
+            mean, scale = self._y_scaling
+            raw = raw * scale + mean
         if self._arch.return_sequences:
             if self._y_ndim == 2:
                 raw = raw[:, :, 0]
@@ -607,6 +826,8 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
         batch = self._validate_X(X, reset=False)
         Y, mask = check_sequence_targets(y, batch, numeric=True)
         pred = self._raw_predict(batch)
+        if self._y_scaling is not None:
+            pred = pred * self._y_scaling[1] + self._y_scaling[0]
         if Y.ndim == 2:
             Y = Y[:, :, None]
         sw = None
@@ -629,10 +850,11 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
             raise ValueError(f"fitted y_ndim {y_ndim!r} does not fit return_sequences="
                              f"{est.return_sequences}")
         est._y_ndim = y_ndim
+        est._y_scaling = persistence.scaling(arrays, "y", est.n_outputs_)
         return est
 
 
-class RNNClassifier(ClassifierMixin, _BaseRNN):
+class RNNClassifier(ClassifierMixin, TransformerMixin, _BaseRNN):
     __doc__ = f"""Recurrent-network classifier (softmax cross-entropy), one label per
     sequence or per step.
 
@@ -673,12 +895,13 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
 
     def __init__(self, cell="lstm", hidden_layer_sizes=(64,), *, bidirectional=False,
                  activation="tanh", dropout=0.0, return_sequences=False, solver="adam",
-                 alpha=1e-4, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.01, power_t=0.5, max_iter=200, shuffle=True,
+                 alpha=1e-3, batch_size="auto", learning_rate="adaptive",
+                 learning_rate_init=0.003, power_t=0.5, max_iter="auto", shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, clip_norm=5.0,
-                 bptt_steps=None, class_weight=None, device="auto", dtype="float64"):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change="auto", clip_norm=5.0,
+                 bptt_steps=None, pooling="max", embedding_dim=None, scale=True,
+                 patch_size="auto", class_weight=None, device="auto", dtype="float32"):
         super().__init__(
             cell=cell, hidden_layer_sizes=hidden_layer_sizes, bidirectional=bidirectional,
             activation=activation, dropout=dropout, return_sequences=return_sequences,
@@ -688,13 +911,15 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            clip_norm=clip_norm, bptt_steps=bptt_steps, device=device, dtype=dtype)
+            clip_norm=clip_norm, bptt_steps=bptt_steps, pooling=pooling,
+            embedding_dim=embedding_dim, scale=scale, patch_size=patch_size, device=device,
+            dtype=dtype)
         self.class_weight = class_weight
 
     def _loss(self):
         return CrossEntropy()
 
-    def _prepare_targets(self, y, batch, first, classes, incremental):
+    def _prepare_targets(self, y, batch, first, classes, incremental, sample_weight):
         if self.return_sequences:
             Y, mask = check_sequence_targets(y, batch, numeric=False)
             labels = Y[mask]

@@ -57,60 +57,99 @@ class SequenceHead(_Dense):
     directions : {1, 2}
         Directions of the recurrent output (``"last"`` takes the reverse direction's first
         step).
-    pooling : {"last", "mean", "max", "attention"}, default="last"
+    pooling : str, default="last"
+        ``"last"``, ``"mean"``, ``"max"`` or ``"attention"``, or several joined by ``"+"``
+        (e.g. ``"last+max"``): their summaries side by side, ``n_in`` features each.
     dtype : numpy dtype
     random_state : int, RandomState or None
     """
 
     def __init__(self, n_in, n_out, directions, pooling="last", dtype=np.float64,
                  random_state=None):
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
+        self.modes = pooling_modes(pooling)
         self.pooling = pooling
         self.directions = int(directions)
-        extra = [("attention", (int(n_in),))] if pooling == "attention" else []
-        self._init_dense(n_in, n_out, dtype, random_state, extra)
+        self.n_steps_in = int(n_in)
+        extra = [("attention", (int(n_in),))] if "attention" in self.modes else []
+        self._init_dense(len(self.modes) * int(n_in), n_out, dtype, random_state, extra)
         self._saved = None
 
     @property
     def per_step(self):
         return False
 
-    def forward(self, backend, out, lengths, workspace):
-        """``out`` ``(T, N, n_in)`` time-major -> predictions ``(N, n_out)``."""
+    def summarize(self, backend, out, lengths, workspace):
+        """The summary of each sequence that the dense layer reads: ``(N, n_in)``, the
+        poolings' blocks side by side."""
         steps, n_seq = out.shape[0], out.shape[1]
+        width = self.n_steps_in
         self.attach(backend)
-        params = self.params()
-        features = workspace.empty("features", (n_seq, self.n_in), self.dtype)
-        step_weights = workspace.empty("step_weights", (steps, n_seq), self.dtype)
-        argmax = workspace.empty("argmax", (n_seq, self.n_in), np.int64)
-        attention = params.get("attention")
+        attention = self.params().get("attention")
         if attention is None:
             attention = backend.placeholder(self.dtype, ndim=1)
-        backend.layers.pool_forward(POOLINGS[self.pooling], out, lengths, self.directions,
-                                    attention, features, step_weights, argmax)
-        pred = workspace.empty("pred", (n_seq, self.n_out), self.dtype)
+        features = workspace.empty("features", (n_seq, self.n_in), self.dtype)
+        pooled = []
+        for k, mode in enumerate(self.modes):
+            block = features if len(self.modes) == 1 else workspace.empty(
+                f"pooled{k}", (n_seq, width), self.dtype)
+            step_weights = workspace.empty(f"step_weights{k}", (steps, n_seq), self.dtype)
+            argmax = workspace.empty(f"argmax{k}", (n_seq, width), np.int64)
+            backend.layers.pool_forward(POOLINGS[mode], out, lengths, self.directions,
+                                        attention, block, step_weights, argmax)
+            if block is not features:
+                backend.layers.put_columns(block, features, k * width)
+            pooled.append((step_weights, argmax))
+        self._saved = (out, lengths, features, pooled, attention)
+        return features
+
+    def forward(self, backend, out, lengths, workspace):
+        """``out`` ``(T, N, n_in)`` time-major -> predictions ``(N, n_out)``."""
+        features = self.summarize(backend, out, lengths, workspace)
+        params = self.params()
+        pred = workspace.empty("pred", (features.shape[0], self.n_out), self.dtype)
         backend.layers.dense_forward(features, params["weight"], params["bias"], pred)
-        self._saved = (out, lengths, features, step_weights, argmax, attention)
         return pred
 
     def backward(self, backend, grad_pred, workspace):
         """Add this head's gradients (the caller zeroed them); return the gradient at the
         recurrent output ``(T, N, n_in)``."""
-        out, lengths, features, step_weights, argmax, attention = self._saved
+        out, lengths, features, pooled, attention = self._saved
         self._saved = None
         params, grads = self.params(), self.grads()
         grad_features = workspace.empty("grad_features", features.shape, self.dtype)
         backend.layers.dense_backward(features, params["weight"], grad_pred, grads["weight"],
                                       grads["bias"], grad_features)
-        grad_out = workspace.empty("grad_steps", out.shape, self.dtype)
         grad_attention = grads.get("attention")
         if grad_attention is None:
             grad_attention = attention
-        backend.layers.pool_backward(POOLINGS[self.pooling], out, lengths, self.directions,
-                                     attention, step_weights, argmax, grad_features, grad_out,
-                                     grad_attention)
+        grad_out = workspace.empty("grad_steps", out.shape, self.dtype)
+        width = self.n_steps_in
+        for k, (mode, (step_weights, argmax)) in enumerate(zip(self.modes, pooled)):
+            grad_block, target = grad_features, grad_out
+            if len(self.modes) > 1:
+                grad_block = workspace.empty(f"grad_pooled{k}", (out.shape[1], width),
+                                             self.dtype)
+                backend.layers.take_columns(grad_features, k * width, grad_block)
+                if k > 0:
+                    target = workspace.empty("grad_steps_part", out.shape, self.dtype)
+            backend.layers.pool_backward(POOLINGS[mode], out, lengths, self.directions,
+                                         attention, step_weights, argmax, grad_block, target,
+                                         grad_attention)
+            if target is not grad_out:
+                backend.optim.accumulate(grad_out.reshape(grad_out.size),
+                                         target.reshape(target.size))
         return grad_out
+
+
+def pooling_modes(pooling):
+    """The poolings named by ``pooling`` (``"last"``, ``"mean"``, ``"max"``,
+    ``"attention"``, or several joined by ``"+"``), each once; else a ``ValueError``."""
+    modes = pooling.split("+") if isinstance(pooling, str) else [pooling]
+    if (not modes or any(mode not in POOLINGS for mode in modes)
+            or len(set(modes)) != len(modes)):
+        raise ValueError(f"pooling must be one of {sorted(POOLINGS)} or several of them "
+                         f"joined by '+', each once, got {pooling!r}")
+    return modes
 
 
 class StepHead(_Dense):
@@ -133,6 +172,10 @@ class StepHead(_Dense):
     @property
     def per_step(self):
         return True
+
+    def summarize(self, backend, out, lengths, workspace):
+        """What the dense layer reads: every step's output, as it is."""
+        return out
 
     def forward(self, backend, out, lengths, workspace):
         """``out`` ``(T, N, n_in)`` time-major -> predictions ``(T, N, n_out)``."""

@@ -1,12 +1,15 @@
 """``rnnumba.load``: read back any estimator that ``save`` wrote."""
 
 from .estimators import RNNClassifier, RNNRegressor
+from .forecasting import RNNForecaster
 from .persistence import read_archive
+from .text import RNNLanguageModel
 
 __all__ = ["load"]
 
 #: Every estimator class a file may name.
-ESTIMATORS = {cls.__name__: cls for cls in (RNNRegressor, RNNClassifier)}
+ESTIMATORS = {cls.__name__: cls for cls in (RNNRegressor, RNNClassifier, RNNForecaster,
+                                            RNNLanguageModel)}
 
 
 def load(path):

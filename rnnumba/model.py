@@ -243,6 +243,21 @@ class SequenceModel:
     def predict(self, X, lengths, batch_size=1024):
         """Raw outputs on the host: ``(N, n_out)``, or ``(N, T, n_out)`` per step (zeros past
         each end), in evaluation mode. ``X`` is host data as :meth:`prepare` takes it."""
+        return self._batched(X, lengths, batch_size, self.forward)
+
+    def transform(self, X, lengths, batch_size=1024):
+        """What the head's dense layer reads, on the host: each sequence's summary
+        ``(N, n_in)``, or every step's output ``(N, T, n_in)`` (zeros past each end)."""
+        return self._batched(X, lengths, batch_size, self._summary)
+
+    def _summary(self, batch):
+        backend, workspace = self.backend, self.recurrent.workspace()
+        x = self.input.forward(backend, batch.x, workspace)
+        h0, c0 = self.recurrent.initial_states(None, batch.lengths.shape[0])
+        acts = self.recurrent.run_forward(x, batch.lengths_d, h0, c0)
+        return self.head.summarize(backend, acts.output, batch.lengths_d, workspace)
+
+    def _batched(self, X, lengths, batch_size, run):
         backend = self.backend
         parts = []
         with self.inference():
@@ -251,7 +266,7 @@ class SequenceModel:
                 lb = lengths[start:stop]
                 steps = int(lb.max())
                 batch = self.prepare(np.ascontiguousarray(X[start:stop, :steps]), lb)
-                pred = np.asarray(backend.to_host(self.forward(batch)))
+                pred = np.asarray(backend.to_host(run(batch)))
                 self.forget()
                 if self.per_step:
                     pred = pred.transpose(1, 0, 2)

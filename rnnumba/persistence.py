@@ -154,6 +154,9 @@ def _upgrade_from_1(meta, arrays):
     for key, value in params.items():
         if isinstance(value, dict) and "__class_weight__" in value:
             params[key] = {"__labelled__": value["__class_weight__"]}
+    # what version-1 networks were, whatever the parameters' defaults are now
+    params.update(pooling="last", embedding_dim=None, scale=False, patch_size=1)
+    fitted["patch_size_"] = 1
     return dict(meta, params=params, fitted=fitted), upgraded
 
 
@@ -232,3 +235,21 @@ def float_array(arrays, name):
     if value is None or value.ndim != 1 or value.dtype.kind not in "fiu":
         raise ValueError(f"{name} must be a 1-D array of numbers in the file")
     return value.astype(np.float64)
+
+
+def scaling(arrays, name, width):
+    """The ``(mean, scale)`` standardisation stored as ``scaling/{name}_mean`` and
+    ``_scale`` (checked: ``width`` finite values each, positive scales), or None."""
+    keys = (f"scaling/{name}_mean", f"scaling/{name}_scale")
+    if not any(key in arrays for key in keys):
+        return None
+    values = []
+    for key in keys:
+        value = arrays.get(key)
+        if (value is None or value.shape != (width,) or value.dtype.kind != "f"
+                or not np.isfinite(value).all()):
+            raise ValueError(f"{key} must hold {width} finite floats")
+        values.append(value.astype(np.float64))
+    if (values[1] <= 0).any():
+        raise ValueError(f"{keys[1]} must be positive")
+    return tuple(values)

@@ -14,7 +14,9 @@ state); ``show=True`` goes through pyplot and the interactive backend instead.
 
 import textwrap
 
-__all__ = ["plot_profile"]
+import numpy as np
+
+__all__ = ["plot_profile", "plot_forecast"]
 
 _PHASES = ("input_projection", "forward_recurrence", "bptt_recurrence", "weight_gradients",
            "optimizer_step")
@@ -172,3 +174,120 @@ def _draw_scaling(ax_time, ax_rate, result, available):
 def _fmt_ms(seconds):
     ms = 1e3 * seconds
     return f"{ms:.3g} ms"
+
+
+# --------------------------------------------------------------------------- forecasts
+
+
+def plot_forecast(y, y_pred, lower=None, upper=None, *, y_true=None, fh=None, coverage=None,
+                  ax=None, title=None, path=None, show=False, dpi=120):
+    """Draw a series' history, its forecast and the prediction-interval band.
+
+    Parameters
+    ----------
+    y : array-like of shape (T,) or (T, k), pandas Series or DataFrame
+        The history the forecast starts from.
+    y_pred : array-like of shape (h,) or (h, k), pandas Series or DataFrame
+        The forecast (:meth:`RNNForecaster.predict <rnnumba.RNNForecaster.predict>`).
+    lower, upper : array-like shaped as ``y_pred``, optional
+        The interval (:meth:`~rnnumba.RNNForecaster.predict_interval`), drawn as a band.
+    y_true : array-like shaped as ``y_pred``, optional
+        What happened at the forecast steps, drawn as points.
+    fh : array-like of int, optional
+        The steps ahead of ``y_pred`` when it is a plain array (default ``1..h``); a pandas
+        forecast carries its own index.
+    coverage : float, optional
+        The interval's coverage, for the legend.
+    ax : matplotlib Axes, optional
+        Draw there; by default a new figure.
+    title : str, optional
+    path : str or path-like, optional
+        File to write (format from the extension).
+    show : bool, default=False
+        Open a window through pyplot (needs a display).
+    dpi : int, default=120
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if ax is None:
+        if show:
+            import matplotlib.pyplot as plt
+            fig = plt.figure(figsize=(9, 4))
+        else:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+            fig = Figure(figsize=(9, 4))
+            FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+    else:
+        fig = ax.figure
+    hist_x, hist_v, names = _forecast_axis(y)
+    pred_x, pred_v, _ = _forecast_axis(y_pred)
+    if not _has_index(y_pred):
+        steps = np.arange(1, pred_v.shape[0] + 1) if fh is None else np.asarray(fh)
+        pred_x = (hist_x[-1] + steps) if not _has_index(y) else pred_x
+        if _has_index(y):
+            raise ValueError("y has a pandas index: pass the forecast as pandas too (as "
+                             "predict returns it) so that it can be placed on that axis")
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2", "#937860"]
+    band_label = "prediction interval" if coverage is None else \
+        f"{100 * coverage:g}% prediction interval"
+    for c in range(hist_v.shape[1]):
+        color = colors[c % len(colors)]
+        label = names[c] if names[c] is not None else ("history" if hist_v.shape[1] == 1
+                                                       else f"channel {c}")
+        ax.plot(hist_x, hist_v[:, c], color=color, linewidth=1.2, label=label)
+        ax.plot(np.concatenate([hist_x[-1:], pred_x]),
+                np.concatenate([hist_v[-1:, c], pred_v[:, c]]), color=color, linestyle="--",
+                linewidth=1.5, label="forecast" if c == 0 else None)
+        if lower is not None and upper is not None:
+            lo = _forecast_axis(lower)[1][:, c]
+            up = _forecast_axis(upper)[1][:, c]
+            ax.fill_between(pred_x, lo, up, color=color, alpha=0.2,
+                            label=band_label if c == 0 else None)
+        if y_true is not None:
+            truth = _forecast_axis(y_true)[1][:, c]
+            ax.plot(pred_x, truth, "o", color="black" if hist_v.shape[1] == 1 else color,
+                    markersize=3,
+                    label="held-out truth" if c == 0 else None)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=dpi)
+    if show:
+        import matplotlib.pyplot as plt
+        plt.show()
+    return fig
+
+
+def _has_index(values):
+    return type(values).__module__.split(".")[0] == "pandas" and hasattr(values, "index")
+
+
+def _forecast_axis(values):
+    """``(x, values (n, k), names)`` of a series: x from a pandas index (periods as
+    timestamps), else positions ``0..n-1``."""
+    names = [None]
+    if _has_index(values):
+        import pandas as pd
+        index = values.index
+        x = index.to_timestamp() if isinstance(index, pd.PeriodIndex) else index
+        x = np.asarray(x)
+        if isinstance(values, pd.DataFrame):
+            names = [str(c) for c in values.columns]
+        elif values.name is not None:
+            names = [str(values.name)]
+        v = values.to_numpy(dtype=float)
+    else:
+        v = np.asarray(values, dtype=float)
+        x = np.arange(v.shape[0])
+    if v.ndim == 1:
+        v = v[:, None]
+    if len(names) != v.shape[1]:
+        names = [None] * v.shape[1]
+    return x, v, names

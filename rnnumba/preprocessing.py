@@ -8,7 +8,7 @@ looks like.
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ._validation import check_sequences
 
@@ -129,9 +129,10 @@ class SequenceScaler(TransformerMixin, BaseEstimator):
     n_features_in_ : int
         Number of features per time step seen during :meth:`fit` (1 for a 2-D ``X``).
 
-    n_samples_seen_ : int
+    n_samples_seen_ : int or float
         Number of valid (non-padding) time steps the statistics were computed over,
-        summed over all sequences; :meth:`partial_fit` adds to it.
+        summed over all sequences (their total weight, a float, when ``sample_weight`` was
+        given); :meth:`partial_fit` adds to it.
 
     See Also
     --------
@@ -219,7 +220,7 @@ class SequenceScaler(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Compute the per-feature mean and standard deviation over all valid time steps.
 
         Parameters
@@ -231,6 +232,10 @@ class SequenceScaler(TransformerMixin, BaseEstimator):
         y : None
             Ignored.
 
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence: each of its valid steps counts this much in the
+            statistics (as :class:`~sklearn.preprocessing.StandardScaler` weighs rows).
+
         Returns
         -------
         self : SequenceScaler
@@ -239,10 +244,10 @@ class SequenceScaler(TransformerMixin, BaseEstimator):
         for name in ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_"):
             if hasattr(self, name):
                 delattr(self, name)
-        return self._partial_fit(X)
+        return self._partial_fit(X, sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X, y=None, sample_weight=None):
         """Update the statistics with one more batch of sequences.
 
         The result equals :meth:`fit` on all the batches together, up to rounding
@@ -257,24 +262,35 @@ class SequenceScaler(TransformerMixin, BaseEstimator):
         y : None
             Ignored.
 
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence, as in :meth:`fit`.
+
         Returns
         -------
         self : SequenceScaler
             The updated scaler.
         """
-        return self._partial_fit(X)
+        return self._partial_fit(X, sample_weight)
 
-    def _partial_fit(self, X):
+    def _partial_fit(self, X, sample_weight=None):
         first = not hasattr(self, "n_samples_seen_")
         batch = self._validate(X, reset=first)
         values = batch.seq.X[batch.valid_mask()]  # (n_valid, n_features), float64
-        n_new = int(values.shape[0])
+        weights = None
+        if sample_weight is not None:
+            per_sequence = _check_sample_weight(sample_weight, batch.seq.X[:, 0, 0],
+                                                dtype=np.float64, ensure_non_negative=True)
+            weights = np.repeat(per_sequence, batch.seq.lengths)  # the valid steps' order
+            if not weights.sum() > 0:
+                raise ValueError("sample_weight gives the valid steps no weight in total")
+        n_new = int(values.shape[0]) if weights is None else float(weights.sum())
         need_mean = self.with_mean or self.with_std
         mean = var = None
         if need_mean:
-            mean_new = values.mean(axis=0)
+            mean_new = np.average(values, axis=0, weights=weights)
         if self.with_std:
-            m2_new = ((values - mean_new) ** 2).sum(axis=0)
+            squares = (values - mean_new) ** 2
+            m2_new = (squares if weights is None else squares * weights[:, None]).sum(axis=0)
         if first:
             n = n_new
             if need_mean:

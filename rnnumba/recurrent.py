@@ -7,7 +7,11 @@ through :meth:`Recurrent.run_forward` and :meth:`Recurrent.run_backward`, on whi
 backend object (:mod:`rnnumba.backend`) the network's device gives.
 """
 
+import contextlib
 import numbers
+import sys
+import threading
+
 import numpy as np
 
 from .backend import NO_CLOCK, NONLINEARITIES, get_backend, resolve_device
@@ -17,6 +21,30 @@ from .params import (ParameterOwner, all_finite, check_random_state, init_unifor
 CELLS = ("rnn", "lstm", "gru")
 DTYPES = ("float32", "float64")
 _WEIGHT_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+#: A first forward or backward of a cell, dtype and device taking longer than this is
+#: compiling its kernels: say so once (Numba then caches them on disk).
+COMPILE_NOTICE_SECONDS = 1.0
+_first_calls = set()
+
+
+@contextlib.contextmanager
+def compile_notice(key, what):
+    """Print once per process, to stderr, that ``what`` is being compiled if the first call
+    under ``key`` is still running after :data:`COMPILE_NOTICE_SECONDS`."""
+    if key in _first_calls:
+        yield
+        return
+    _first_calls.add(key)
+    timer = threading.Timer(COMPILE_NOTICE_SECONDS, lambda: print(
+        f"rnnumba: compiling {what} (first use with an empty kernel cache; Numba keeps them "
+        "for later runs)", file=sys.stderr, flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 class Activations:
@@ -146,16 +174,17 @@ class Recurrent(ParameterOwner):
             self.initialize_layers([self._rng] * self.num_layers)
 
     def initialize_layers(self, rngs):
-        """Draw each layer's weights from its own generator (``rngs``, one per layer)."""
+        """Draw each layer's weights from its own generator (``rngs``, one per layer), as
+        :meth:`reset_parameters` draws them."""
         params = self._store.views(self._prefix)
+        flat = self.flat_params
+        base = flat.__array_interface__["data"][0]
         for layer, (hidden, rng) in enumerate(zip(self.hidden_sizes, rngs)):
             first = params[f"weight_ih_l{layer}"]
             last = params[f"bias_hh_l{layer}" + ("_reverse" if self.bidirectional else "")]
-            start = first.__array_interface__["data"][0]
-            stop = last.__array_interface__["data"][0] + last.nbytes
-            flat = self.flat_params
-            offset = (start - flat.__array_interface__["data"][0]) // flat.itemsize
-            init_uniform(flat[offset:offset + (stop - start) // flat.itemsize], hidden, rng)
+            start = (first.__array_interface__["data"][0] - base) // flat.itemsize
+            stop = (last.__array_interface__["data"][0] + last.nbytes - base) // flat.itemsize
+            init_uniform(flat[start:stop], hidden, rng)
 
     def train(self, mode=True):
         """Switch dropout on (``mode=True``) or off; returns ``self``."""
@@ -352,6 +381,12 @@ class Recurrent(ParameterOwner):
         are read where they are (the caller pushes host changes). ``clock(phase)`` wraps
         each phase (the profiler's). Returns the :class:`Activations`.
         """
+        with compile_notice(("forward", self.cell, self.dtype.str, self.device),
+                            f"the {self.cell.upper()} forward kernels for {self.dtype.name} "
+                            f"on the {self.device.upper()}"):
+            return self._run_forward(x, lengths, h0, c0, clock)
+
+    def _run_forward(self, x, lengths, h0, c0, clock):
         backend, workspace = self.backend, self.workspace()
         kernels = backend.cell(self.cell)
         params = self._store.views(self._prefix, where="device")
@@ -403,6 +438,14 @@ class Recurrent(ParameterOwner):
         ``(grad_x, grad_h0, grad_c0)``: the input gradient (time-major, or None without
         ``need_input_grad``) and lists of the state gradients.
         """
+        with compile_notice(("backward", self.cell, self.dtype.str, self.device),
+                            f"the {self.cell.upper()} backward kernels for {self.dtype.name} "
+                            f"on the {self.device.upper()}"):
+            return self._run_backward(acts, grad_output, grad_h_n, grad_c_n, need_input_grad,
+                                      spend, clock)
+
+    def _run_backward(self, acts, grad_output, grad_h_n, grad_c_n, need_input_grad, spend,
+                      clock):
         backend, workspace = self.backend, self.workspace()
         kernels = backend.cell(self.cell)
         params = self._store.views(self._prefix, where="device")

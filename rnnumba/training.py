@@ -107,6 +107,10 @@ class Trainer:
         Judge improvement by the validation score (``fit``'s ``validation`` and
         ``score``) and restore the best weights at the end.
     verbose : bool, default=False
+    describe : callable or None, default=None
+        ``describe(loss, validation_score)`` returns text added to each verbose progress
+        line (a language model's perplexities, say); ``validation_score`` is None without
+        ``early_stopping``.
 
     Attributes
     ----------
@@ -118,7 +122,7 @@ class Trainer:
 
     def __init__(self, model, loss, optimizer, *, batch_size, shuffle=True, random_state,
                  alpha=0.0, clip_norm=None, bptt_steps=None, tol=1e-4, n_iter_no_change=10,
-                 early_stopping=False, verbose=False):
+                 early_stopping=False, verbose=False, describe=None):
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
@@ -132,6 +136,7 @@ class Trainer:
         self.n_iter_no_change = int(n_iter_no_change)
         self.early_stopping = bool(early_stopping)
         self.verbose = verbose
+        self.describe = describe
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_ = None
@@ -202,8 +207,11 @@ class Trainer:
                 self._update_no_improvement(run, validation, score)
                 if self.verbose:
                     line = f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}"
-                    if self.early_stopping:
-                        line += f", validation score = {self.validation_scores_[-1]:.6f}"
+                    latest = self.validation_scores_[-1] if self.early_stopping else None
+                    if latest is not None:
+                        line += f", validation score = {latest:.6f}"
+                    if self.describe is not None:
+                        line += self.describe(self.loss_, latest)
                     print(line + f", time = {time.perf_counter() - started:.2f} s", flush=True)
                 self.optimizer.iteration_ends(self.t_)
                 if self._no_improvement_count > self.n_iter_no_change:

@@ -21,11 +21,24 @@ EXPECTED_FAILED = {
                                                     "different sequence length, not an error",
     "check_classifiers_train": _TABULAR + "; the check asserts that predicting on X.T (a "
                                           "valid batch of series) raises",
+    "check_sample_weight_equivalence_on_dense_data": (
+        "the defaults compute in float32 (a weight of k then differs from k repeated rows by "
+        "rounding) and size batches and patience by the number of rows, which repeating "
+        "rows changes; test_sample_weight_equivalence_in_float64 runs this check with "
+        "dtype='float64' and fixed batch size, patience and epochs"),
+    "check_methods_subset_invariance": (
+        "the defaults compute in float32, where a GEMM over a batch of another size rounds "
+        "differently (1e-7 relative); test_subset_invariance_in_float64 runs this check in "
+        "float64"),
+    "check_transformer_general": _TABULAR + "; the check asserts that transforming X[:, :-1] "
+                                            "(a valid batch of shorter series) raises",
 }
 
 
 def _expected_failed(estimator):
-    names = ["check_n_features_in", "check_n_features_in_after_fitting"]
+    names = ["check_n_features_in", "check_n_features_in_after_fitting",
+             "check_transformer_general", "check_sample_weight_equivalence_on_dense_data",
+             "check_methods_subset_invariance"]
     if isinstance(estimator, RNNClassifier):
         names.append("check_classifiers_train")
     return {name: EXPECTED_FAILED[name] for name in names}
@@ -35,6 +48,21 @@ def _expected_failed(estimator):
                          expected_failed_checks=_expected_failed)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("cls", [RNNRegressor, RNNClassifier])
+def test_sample_weight_equivalence_in_float64(cls):
+    """A sample weight of k equals k repeated samples once nothing depends on the number
+    of rows and the arithmetic is float64."""
+    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
+    est = cls(dtype="float64", batch_size=64, n_iter_no_change=10, max_iter=200)
+    check_sample_weight_equivalence_on_dense_data(cls.__name__, est)
+
+
+@pytest.mark.parametrize("cls", [RNNRegressor, RNNClassifier])
+def test_subset_invariance_in_float64(cls):
+    from sklearn.utils.estimator_checks import check_methods_subset_invariance
+    check_methods_subset_invariance(cls.__name__, cls(dtype="float64"))
 
 
 # ---------------------------------------------------------------------- data helpers
@@ -436,3 +464,154 @@ def test_clone_keeps_params_not_state():
     twin = clone(est)
     assert twin.get_params() == est.get_params()
     assert not hasattr(twin, "classes_")
+
+
+# ---------------------------------------------------------------------- real-data defaults
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention", "last+max"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_every_pooling_fits_and_transforms(pooling, bidirectional):
+    X, y = _small(n=40)
+    est = RNNClassifier(pooling=pooling, bidirectional=bidirectional, **FAST).fit(X, y > 0)
+    features = est.transform(X)
+    width = (2 if bidirectional else 1) * 8 * len(pooling.split("+"))
+    assert features.shape == (40, width)
+    names = est.get_feature_names_out()
+    assert len(names) == width and names[0] == "rnnclassifier0"
+    assert est.score(X, y > 0) > 0.5
+
+
+def test_transform_feeds_any_estimator_in_a_pipeline():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    X, y = _small(n=60)
+    pipe = make_pipeline(RNNRegressor(**FAST), LogisticRegression())
+    # the regressor learns the sum; logistic regression reads its features for the sign
+    pipe.fit(X, y > 0)
+    assert pipe.score(X, y > 0) > 0.8
+    reg = RNNRegressor(return_sequences=True, **FAST).fit(X, np.cumsum(X[:, :, 0], axis=1))
+    assert reg.transform(X).shape == (60, 5, 8)
+
+
+def test_regressor_scales_targets_and_predicts_in_their_units():
+    X, y = _small(n=60)
+    big = 1000.0 * y + 5000.0
+    scaled = RNNRegressor(**{**FAST, "max_iter": 60}).fit(X, big)
+    assert scaled._y_scaling is not None
+    pred = scaled.predict(X)
+    assert abs(pred.mean() - big.mean()) < 0.2 * big.std()
+    assert scaled.score(X, big) > 0.5
+    raw = RNNRegressor(scale=False, **{**FAST, "max_iter": 60}).fit(X, big)
+    assert raw._y_scaling is None and raw._x_scaling is None
+
+
+def test_input_scaling_ignores_padding_and_is_sample_weighted():
+    X, y = _small(n=30)
+    X[0, 3:] = np.nan  # trailing padding
+    est = RNNRegressor(**FAST).fit(X, y, sample_weight=np.r_[5.0, np.ones(29)])
+    mean, scale = est._x_scaling
+    valid = ~np.isnan(X[:, :, 0])
+    weights = np.repeat(np.r_[5.0, np.ones(29)][:, None], 5, axis=1)[valid]
+    np.testing.assert_allclose(mean, np.average(X[valid], axis=0, weights=weights))
+    assert np.isfinite(est.predict(X)).all()
+
+
+def test_patch_size_reads_steps_in_groups():
+    rng = np.random.RandomState(0)
+    X = rng.randn(30, 150)
+    y = (X[:, :75].mean(axis=1) > X[:, 75:].mean(axis=1)).astype(int)
+    auto = RNNClassifier(**FAST).fit(X, y)
+    assert auto.patch_size_ == 3  # 150 steps in at most 64 patches
+    assert auto._model.recurrent.input_size == 3
+    one = RNNClassifier(patch_size=1, **FAST).fit(X, y)
+    assert one.patch_size_ == 1
+    ragged = [rng.randn(n) for n in (7, 150, 40)]
+    assert auto.predict(ragged).shape == (3,)
+    seq = RNNRegressor(return_sequences=True, **FAST).fit(X[:, :10], np.cumsum(X[:, :10], 1))
+    assert seq.patch_size_ == 1
+
+
+def test_auto_batches_and_patience_follow_the_optimizer_steps():
+    """Small data gets several steps per epoch and a patience of about 500 steps, so the
+    stopping rule does not end training inside a plateau after a few dozen steps."""
+    from rnnumba import estimators
+    est = RNNClassifier()
+    assert est._batch_size(50) == estimators.AUTO_BATCH_MIN
+    assert est._batch_size(3000) == 30 and est._batch_size(10 ** 5) == 64
+    assert est._batch_size(5) == 5
+    X, y = _small(n=40)
+    est = RNNClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=3).fit(X, y > 0)
+    assert est._trainer.batch_size == 8
+    assert est._trainer.n_iter_no_change == 100  # 5 steps an epoch: 500 steps
+
+
+def test_stopping_waits_out_a_plateau_counted_in_steps(monkeypatch):
+    """On a synthetic plateau (a training loss stuck for a while, then falling) the auto
+    patience keeps training where a 10-epoch patience stopped."""
+    from rnnumba.model import SequenceModel
+    X, y = _small(n=16)
+    calls = {"n": 0}
+    original = SequenceModel.loss_and_gradients
+
+    def plateau(self, batch, loss_fn, stats, bptt_steps=None):
+        original(self, batch, loss_fn, stats, bptt_steps)
+        calls["n"] += 1
+        stats[0] = 1.0 if calls["n"] < 60 else 1.0 / calls["n"]  # flat for 60 steps
+
+    monkeypatch.setattr(SequenceModel, "loss_and_gradients", plateau)
+    short = RNNRegressor(n_iter_no_change=10, learning_rate="constant", max_iter=500,
+                         alpha=0.0, hidden_layer_sizes=(4,), random_state=0).fit(X, y)
+    assert short.n_iter_ < 30 and min(short.loss_curve_) == 1.0
+    calls["n"] = 0
+    auto = RNNRegressor(hidden_layer_sizes=(4,), random_state=0, max_iter=300, alpha=0.0,
+                        learning_rate="constant").fit(X, y)
+    assert min(auto.loss_curve_) < 0.1  # trained past the plateau
+
+
+def test_token_classification_learns_an_order_dependent_rule():
+    """With ``embedding_dim``, integer tokens are looked up, not read as numbers: class 1
+    when token 3 comes before token 4 in a ragged sequence."""
+    rng = np.random.RandomState(0)
+    X, y = [], []
+    for _ in range(300):
+        seq = list(rng.randint(0, 3, size=rng.randint(4, 12)))
+        first, second = (3, 4) if rng.rand() < 0.5 else (4, 3)
+        i, j = sorted(rng.choice(len(seq) + 1, size=2, replace=False))
+        seq.insert(i, first)
+        seq.insert(j + 1, second)
+        X.append(np.array(seq))
+        y.append(int(first == 3))
+    clf = RNNClassifier(embedding_dim=8, hidden_layer_sizes=(16,), random_state=0)
+    clf.fit(X[:200], y[:200])
+    assert clf.vocabulary_size_ == 5
+    assert clf._model.input.params("host")["weight"].shape == (5, 8)
+    assert clf.score(X[200:], y[200:]) > 0.9
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    ([np.array([0, 1, 7])], ValueError, "beyond the vocabulary"),
+    ([np.array([0, -1, 2])], ValueError, "negative"),
+    ([np.array([0.5, 1.0])], TypeError, "integer token ids"),
+    ([np.array([], dtype=int)], ValueError, "empty sequence"),
+    (np.array([["a", "b"]]), TypeError, "integer token ids"),
+])
+def test_bad_tokens_are_named(bad, error, match):
+    X = [np.array([0, 1, 2]), np.array([2, 1]), np.array([1, 1, 0, 2])] * 4
+    clf = RNNClassifier(embedding_dim=4, **FAST).fit(X, [0, 1, 0] * 4)
+    with pytest.raises(error, match=match):
+        clf.predict(bad)
+
+
+def test_new_parameters_travel_with_save_and_load(tmp_path):
+    import rnnumba
+    X, y = _small(n=30)
+    est = RNNRegressor(pooling="attention", patch_size=2, **FAST).fit(X, y)
+    est.save(tmp_path / "m.npz")
+    loaded = rnnumba.load(tmp_path / "m.npz")
+    assert loaded.patch_size_ == 2 and loaded.pooling == "attention"
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    tokens = [np.array([0, 1, 2]), np.array([2, 1])] * 10
+    clf = RNNClassifier(embedding_dim=3, **FAST).fit(tokens, [0, 1] * 10)
+    clf.save(tmp_path / "t.npz")
+    again = rnnumba.load(tmp_path / "t.npz")
+    assert again.vocabulary_size_ == 3
+    np.testing.assert_array_equal(again.predict_proba(tokens), clf.predict_proba(tokens))

@@ -39,7 +39,8 @@ def _numeric_grad(f, x, eps=1e-6):
     return g
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention", "last+max",
+                                     "mean+attention+max"])
 @pytest.mark.parametrize("directions", [1, 2])
 def test_sequence_head_gradients_match_finite_differences(pooling, directions):
     rng = np.random.RandomState(5)
@@ -106,6 +107,18 @@ def test_views_survive_pickle():
     np.testing.assert_array_equal(clone.weight_mask(), head.weight_mask())
 
 
-def test_unknown_pooling_is_rejected():
+@pytest.mark.parametrize("pooling", ["median", "last+last", "", "max+"])
+def test_unknown_pooling_is_rejected(pooling):
     with pytest.raises(ValueError, match="pooling must be one of"):
-        SequenceHead(3, 2, 1, pooling="median")
+        SequenceHead(3, 2, 1, pooling=pooling)
+
+
+def test_joined_poolings_sit_side_by_side():
+    rng = np.random.RandomState(2)
+    out = rng.randn(4, 3, 2)
+    lengths = np.array([4, 2, 3], dtype=np.int64)
+    joined = SequenceHead(2, 1, 1, pooling="last+max")
+    joined = joined.summarize(CPU, out, lengths, _Workspace())
+    for k, mode in enumerate(("last", "max")):
+        alone = SequenceHead(2, 1, 1, pooling=mode).summarize(CPU, out, lengths, _Workspace())
+        np.testing.assert_array_equal(joined[:, 2 * k:2 * k + 2], alone)

@@ -1085,3 +1085,21 @@ def test_step_needs_a_causal_network():
     model = make_model("gru", bidirectional=True)
     with pytest.raises(ValueError, match="causal"):
         model.step(np.zeros((1, 2, I)))
+
+
+def test_a_slow_first_call_says_once_that_it_compiles(monkeypatch, capsys):
+    import time
+
+    from rnnumba import recurrent
+    monkeypatch.setattr(recurrent, "COMPILE_NOTICE_SECONDS", 0.01)
+    monkeypatch.setattr(recurrent, "_first_calls", set())
+    with recurrent.compile_notice("key", "the test kernels"):
+        time.sleep(0.3)  # as long as a compilation, for the timer
+    with recurrent.compile_notice("key", "the test kernels"):
+        time.sleep(0.3)
+    with recurrent.compile_notice("other", "quick kernels"):
+        pass
+    time.sleep(0.05)
+    err = capsys.readouterr().err
+    assert err.count("rnnumba: compiling the test kernels") == 1
+    assert "quick kernels" not in err

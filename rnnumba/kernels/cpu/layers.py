@@ -6,6 +6,8 @@ the same functions and signatures)::
     pool_forward(mode, out, lengths, directions, attention, features, step_weights, argmax)
     pool_backward(mode, out, lengths, directions, attention, step_weights, argmax,
                   grad_features, grad_out, grad_attention)
+    put_columns(src, dst, col)                                   # dst[:, col:col+W] = src
+    take_columns(src, col, dst)                                  # dst = src[:, col:col+W]
 
 Conventions (C-contiguous arrays of one float dtype per call, float32 or float64, unless
 said otherwise):
@@ -54,7 +56,19 @@ from ..modes import POOL_ATTENTION, POOL_LAST, POOL_MAX, POOL_MEAN
 from ._jit import kernel
 
 __all__ = ["POOL_LAST", "POOL_MEAN", "POOL_MAX", "POOL_ATTENTION", "dense_forward",
-           "dense_backward", "pool_forward", "pool_backward"]
+           "dense_backward", "pool_forward", "pool_backward", "put_columns", "take_columns"]
+
+
+def put_columns(src, dst, col):
+    """``dst[:, col:col+W] = src`` for ``src`` ``(R, W)``: one summary's block of a wider
+    feature matrix (heads that concatenate several poolings)."""
+    dst[:, col:col + src.shape[1]] = src
+
+
+def take_columns(src, col, dst):
+    """``dst = src[:, col:col+W]`` for ``dst`` ``(R, W)``: the inverse of
+    :func:`put_columns`."""
+    dst[...] = src[:, col:col + dst.shape[1]]
 
 
 def dense_forward(x, weight, bias, out):

@@ -134,6 +134,50 @@ def dense_backward(x, weight, grad_out, grad_weight, grad_bias, grad_x):
 # --------------------------------------------------------------------------- pooling kernels
 
 
+@cuda.jit
+def _put_columns_kernel(src, dst, col):
+    i = cuda.grid(1)
+    width = src.shape[1]
+    if i < src.shape[0] * width:
+        r = i // width
+        dst[r, col + i - r * width] = src[r, i - r * width]
+
+
+@cuda.jit
+def _take_columns_kernel(src, col, dst):
+    i = cuda.grid(1)
+    width = dst.shape[1]
+    if i < dst.shape[0] * width:
+        r = i // width
+        dst[r, i - r * width] = src[r, col + i - r * width]
+
+
+@on_device(outputs=(1,))
+def put_columns(src, dst, col):
+    """``dst[:, col:col+W] = src`` for ``src`` ``(R, W)`` (see the CPU twin)."""
+    _ndim("src", src, 2)
+    _ndim("dst", dst, 2)
+    if (src.shape[0] != dst.shape[0] or not 0 <= col <= dst.shape[1] - src.shape[1]
+            or src.dtype != dst.dtype):
+        raise ValueError(f"src {tuple(src.shape)} {src.dtype} does not fit columns {col}: of "
+                         f"dst {tuple(dst.shape)} {dst.dtype}")
+    if src.size:
+        _put_columns_kernel[_launch(src.size)](src, dst, col)
+
+
+@on_device(outputs=(2,))
+def take_columns(src, col, dst):
+    """``dst = src[:, col:col+W]`` for ``dst`` ``(R, W)`` (see the CPU twin)."""
+    _ndim("src", src, 2)
+    _ndim("dst", dst, 2)
+    if (src.shape[0] != dst.shape[0] or not 0 <= col <= src.shape[1] - dst.shape[1]
+            or src.dtype != dst.dtype):
+        raise ValueError(f"dst {tuple(dst.shape)} {dst.dtype} does not fit columns {col}: of "
+                         f"src {tuple(src.shape)} {src.dtype}")
+    if dst.size:
+        _take_columns_kernel[_launch(dst.size)](src, col, dst)
+
+
 @cached_factory
 def _pool_features_kernel(dtype):
     """LAST, MEAN and MAX: one thread per feature ``(n, w)``."""

@@ -177,7 +177,7 @@ def test_cuda_partial_fit_and_tbptt_match_cpu():
     X, y = _data()
     labels = (y > np.median(y)).astype(int)
     kw = dict(cell="gru", hidden_layer_sizes=(3,), random_state=1, dtype="float64",
-              batch_size=8, bptt_steps=2)
+              batch_size=8, bptt_steps=2, pooling="last")
     cpu, gpu = RNNClassifier(device="cpu", **kw), RNNClassifier(device="cuda", **kw)
     for _ in range(2):
         cpu.partial_fit(X, labels, classes=[0, 1])
@@ -219,7 +219,7 @@ def test_cuda_fitted_estimator_loads_and_predicts_without_cuda(tmp_path):
     labels = np.where(y > np.median(y), "up", "down")
     est = RNNClassifier(device="cuda", cell="lstm", hidden_layer_sizes=(2,), max_iter=1,
                         batch_size=8, random_state=0, early_stopping=True,
-                        validation_fraction=0.25)
+                        validation_fraction=0.25, dtype="float64")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est.fit(X, labels)
@@ -280,7 +280,8 @@ def test_cuda_keyboard_interrupt_leaves_best_host_weights(monkeypatch):
     fitted = []
     for device in ("cpu", "cuda"):
         est = RNNRegressor(device=device, cell="gru", hidden_layer_sizes=(2,), max_iter=5,
-                           batch_size=8, random_state=0, learning_rate_init=0.1)
+                           batch_size=8, random_state=0, learning_rate_init=0.1,
+                           dtype="float64")
         with pytest.warns(UserWarning, match="interrupted"):
             est.fit(X, y)
         assert est.n_iter_ == 2

@@ -144,6 +144,40 @@ def test_dense_rejects_bad_shapes_and_dtypes(cuda_layers):
         cuda_layers.dense_backward(x, w, g, gw, gb.astype(np.float32), None)
 
 
+# --------------------------------------------------------------------------- columns
+
+
+@cudasim
+@dtypes
+def test_put_and_take_columns_match_cpu(dtype, small_launches, cuda_layers):
+    rng = np.random.default_rng(3)
+    src = rng.standard_normal((5, 3)).astype(dtype)
+    base = rng.standard_normal((5, 8)).astype(dtype)
+    expected = base.copy()
+    cpu_layers.put_columns(src, expected, 4)
+    d_dst, = _dev(base.copy())
+    cuda_layers.put_columns(src, d_dst, 4)
+    np.testing.assert_array_equal(d_dst.copy_to_host(), expected)
+
+    taken = np.empty((5, 3), dtype=dtype)
+    cpu_layers.take_columns(expected, 4, taken)
+    np.testing.assert_array_equal(taken, src)
+    d_taken, = _dev(np.zeros((5, 3), dtype=dtype))
+    cuda_layers.take_columns(d_dst, 4, d_taken)
+    np.testing.assert_array_equal(d_taken.copy_to_host(), src)
+
+
+@cudasim
+def test_columns_reject_blocks_that_do_not_fit(cuda_layers):
+    src, dst = np.zeros((5, 3)), np.zeros((5, 8))
+    with pytest.raises(ValueError, match="does not fit columns 6"):
+        cuda_layers.put_columns(src, dst, 6)
+    with pytest.raises(ValueError, match="does not fit"):
+        cuda_layers.put_columns(src.astype(np.float32), dst, 0)
+    with pytest.raises(ValueError, match="does not fit"):
+        cuda_layers.take_columns(dst, 0, np.zeros((4, 3)))
+
+
 # --------------------------------------------------------------------------- pooling
 
 

@@ -132,7 +132,8 @@ def run_fit(args, opts, gemm):
         clf = RNNClassifier(cell="lstm", hidden_layer_sizes=(hidden,), max_iter=epochs,
                             batch_size=batch, learning_rate_init=lr, n_iter_no_change=epochs,
                             tol=0.0, clip_norm=5.0, dtype="float32", device="cpu",
-                            random_state=0)
+                            learning_rate="constant", alpha=1e-4, pooling="last",
+                            scale=False, patch_size=1, random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             clf.fit(X_train, y_train)

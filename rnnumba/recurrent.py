@@ -28,15 +28,19 @@ COMPILE_NOTICE_SECONDS = 1.0
 _first_calls = set()
 
 
-@contextlib.contextmanager
 def compile_notice(key, what):
-    """Print once per process, to stderr, that ``what`` is being compiled if the first call
-    under ``key`` is still running after :data:`COMPILE_NOTICE_SECONDS`."""
+    """A context that prints once per process, to stderr, that ``what()`` (a callable
+    returning the text) is being compiled if the first call under ``key`` is still running
+    after :data:`COMPILE_NOTICE_SECONDS`; later calls get a context that does nothing."""
     if key in _first_calls:
-        yield
-        return
+        return NO_CLOCK
     _first_calls.add(key)
-    timer = threading.Timer(COMPILE_NOTICE_SECONDS, lambda: print(
+    return _notice_after(COMPILE_NOTICE_SECONDS, what())
+
+
+@contextlib.contextmanager
+def _notice_after(seconds, what):
+    timer = threading.Timer(seconds, lambda: print(
         f"rnnumba: compiling {what} (first use with an empty kernel cache; Numba keeps them "
         "for later runs)", file=sys.stderr, flush=True))
     timer.daemon = True
@@ -212,8 +216,10 @@ class Recurrent(ParameterOwner):
     @property
     def backend(self):
         """The backend object of :attr:`device` (raises where that device cannot run)."""
-        backend = get_backend(self.device)
-        self.attach(backend)
+        backend = self._store.backend
+        if backend is None or backend.name != self.device:
+            backend = get_backend(self.device)
+            self.attach(backend)
         return backend
 
     def workspace(self):
@@ -382,8 +388,8 @@ class Recurrent(ParameterOwner):
         each phase (the profiler's). Returns the :class:`Activations`.
         """
         with compile_notice(("forward", self.cell, self.dtype.str, self.device),
-                            f"the {self.cell.upper()} forward kernels for {self.dtype.name} "
-                            f"on the {self.device.upper()}"):
+                            lambda: f"the {self.cell.upper()} forward kernels for "
+                                    f"{self.dtype.name} on the {self.device.upper()}"):
             return self._run_forward(x, lengths, h0, c0, clock)
 
     def _run_forward(self, x, lengths, h0, c0, clock):
@@ -439,8 +445,8 @@ class Recurrent(ParameterOwner):
         ``need_input_grad``) and lists of the state gradients.
         """
         with compile_notice(("backward", self.cell, self.dtype.str, self.device),
-                            f"the {self.cell.upper()} backward kernels for {self.dtype.name} "
-                            f"on the {self.device.upper()}"):
+                            lambda: f"the {self.cell.upper()} backward kernels for "
+                                    f"{self.dtype.name} on the {self.device.upper()}"):
             return self._run_backward(acts, grad_output, grad_h_n, grad_c_n, need_input_grad,
                                       spend, clock)
 

@@ -1093,11 +1093,11 @@ def test_a_slow_first_call_says_once_that_it_compiles(monkeypatch, capsys):
     from rnnumba import recurrent
     monkeypatch.setattr(recurrent, "COMPILE_NOTICE_SECONDS", 0.01)
     monkeypatch.setattr(recurrent, "_first_calls", set())
-    with recurrent.compile_notice("key", "the test kernels"):
+    with recurrent.compile_notice("key", lambda: "the test kernels"):
         time.sleep(0.3)  # as long as a compilation, for the timer
-    with recurrent.compile_notice("key", "the test kernels"):
+    with recurrent.compile_notice("key", lambda: "the test kernels"):
         time.sleep(0.3)
-    with recurrent.compile_notice("other", "quick kernels"):
+    with recurrent.compile_notice("other", lambda: "quick kernels"):
         pass
     time.sleep(0.05)
     err = capsys.readouterr().err

@@ -86,8 +86,11 @@ _COMMON_PARAMETERS = """
         The recurrent cell, with PyTorch's gate equations.
     hidden_layer_sizes : array-like of int, default=(64,)
         Units of each stacked recurrent layer (widths may differ).
-    bidirectional : bool, default=False
+    bidirectional : bool or "auto", default="auto"
         Every layer reads the sequences both ways; the directions' outputs are concatenated.
+        ``"auto"`` is True for one output per sequence (the whole sequence is known when
+        it is summarised) and False with ``return_sequences=True`` or ``bptt_steps``, where
+        each step's output stays causal (``bidirectional_``).
     activation : {"tanh", "relu"}, default="tanh"
         Activation of the ``"rnn"`` cell (the LSTM's and GRU's gates are fixed).
     dropout : float in [0, 1), default=0.0
@@ -201,6 +204,8 @@ _COMMON_ATTRIBUTES = """
         Where the network trained: ``"cpu"`` or ``"cuda"``.
     patch_size_ : int
         Steps read as one (``patch_size``).
+    bidirectional_ : bool
+        Whether the layers read both ways (``bidirectional``).
     vocabulary_size_ : int
         With ``embedding_dim``: token ids seen at ``fit`` are ``0..vocabulary_size_-1``."""
 
@@ -225,7 +230,7 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         "cell": [StrOptions({"rnn", "lstm", "gru"})],
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None,
                                                       closed="left")],
-        "bidirectional": ["boolean"],
+        "bidirectional": ["boolean", StrOptions({"auto"})],
         "activation": [StrOptions({"tanh", "relu"})],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "return_sequences": ["boolean"],
@@ -262,7 +267,7 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
     }
 
-    def __init__(self, cell="lstm", hidden_layer_sizes=(64,), *, bidirectional=False,
+    def __init__(self, cell="lstm", hidden_layer_sizes=(64,), *, bidirectional="auto",
                  activation="tanh", dropout=0.0, return_sequences=False, solver="adam",
                  alpha=1e-3, batch_size="auto", learning_rate="adaptive",
                  learning_rate_init=0.003, power_t=0.5, max_iter="auto", shuffle=True,
@@ -327,11 +332,18 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
                                  f"{self.hidden_layer_sizes!r}")
         return [int(s) for s in sizes]
 
+    def _bidirectional(self):
+        """``bidirectional`` resolved: ``"auto"`` reads both ways only where every output
+        summarises a whole sequence."""
+        if isinstance(self.bidirectional, str):
+            return not self.return_sequences and self.bptt_steps is None
+        return bool(self.bidirectional)
+
     def _check_extra_params(self):
         if self.activation != "tanh" and self.cell != "rnn":
             raise ValueError(f"activation={self.activation!r} applies to cell='rnn' only; "
                              f"the {self.cell!r} cell has fixed gate activations")
-        if self.bptt_steps is not None and self.bidirectional:
+        if self.bptt_steps is not None and self._bidirectional():
             raise ValueError("bptt_steps (truncated BPTT) needs a causal network; it cannot "
                              "be combined with bidirectional=True")
         pooling_modes(self.pooling)
@@ -410,7 +422,7 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             self.patch_size_ = int(self.patch_size)
 
     def _architecture(self):
-        return Architecture(self.cell, tuple(self._hidden_sizes()), bool(self.bidirectional),
+        return Architecture(self.cell, tuple(self._hidden_sizes()), self._bidirectional(),
                             self.activation if self.cell == "rnn" else "tanh",
                             bool(self.return_sequences), self._network_dtype(),
                             "last" if self.return_sequences else self.pooling,
@@ -584,6 +596,10 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         if self._arch.return_sequences:
             return self._pad_sequences(features, batch, np.nan)
         return features
+
+    @property
+    def bidirectional_(self):
+        return self._arch.bidirectional
 
     @property
     def _n_features_out(self):
@@ -893,7 +909,7 @@ class RNNClassifier(ClassifierMixin, TransformerMixin, _BaseRNN):
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
-    def __init__(self, cell="lstm", hidden_layer_sizes=(64,), *, bidirectional=False,
+    def __init__(self, cell="lstm", hidden_layer_sizes=(64,), *, bidirectional="auto",
                  activation="tanh", dropout=0.0, return_sequences=False, solver="adam",
                  alpha=1e-3, batch_size="auto", learning_rate="adaptive",
                  learning_rate_init=0.003, power_t=0.5, max_iter="auto", shuffle=True,

@@ -249,7 +249,8 @@ def test_cuda_fitted_estimator_loads_and_predicts_without_cuda(tmp_path):
         np.save("saved.npy", saved.predict_proba(X))
         np.save("labels.npy", saved.predict(X))
         try:
-            saved.set_params(warm_start=True).fit(X, saved.predict(X))
+            both = np.where(np.arange(len(X)) % 2, "up", "down")
+            saved.set_params(warm_start=True).fit(X, both)
         except ValueError as exc:
             assert "device='cuda' is not available" in str(exc), exc
         else:

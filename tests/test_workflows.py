@@ -109,5 +109,4 @@ def test_digits_quick_start_accuracy():
     accuracy = clf.score(X_test, y_test)
     print(f"digits LSTM-64: test accuracy {accuracy:.4f}, fit {elapsed:.1f} s, "
           f"{clf.n_iter_} epochs")
-    # the defaults are chosen on the whole real-data suite: 0.969-0.98 here across seeds
-    assert accuracy >= 0.965
+    assert accuracy >= 0.97

@@ -624,3 +624,23 @@ def test_new_parameters_travel_with_save_and_load(tmp_path):
     again = rnnumba.load(tmp_path / "t.npz")
     assert again.vocabulary_size_ == 3
     np.testing.assert_array_equal(again.predict_proba(tokens), clf.predict_proba(tokens))
+
+
+def test_bidirectional_auto_reads_both_ways_only_for_whole_sequence_outputs():
+    X, y = _small(n=20, steps=6)
+    per_sequence = RNNRegressor(**{**FAST, "max_iter": 2}).fit(X, y)
+    assert per_sequence.bidirectional_ is True
+    assert per_sequence.transform(X).shape == (20, 16)  # both directions' 8 units
+    per_step = RNNRegressor(return_sequences=True, **{**FAST, "max_iter": 2}).fit(
+        X, X[:, :, 0])
+    assert per_step.bidirectional_ is False
+    later_changed = X.copy()
+    later_changed[:, -1] += 1.0  # causal: a step's output sees no later step
+    np.testing.assert_array_equal(per_step.predict(later_changed)[:, :-1],
+                                  per_step.predict(X)[:, :-1])
+    truncated = RNNRegressor(bptt_steps=3, pooling="last", **{**FAST, "max_iter": 2}).fit(X, y)
+    assert truncated.bidirectional_ is False
+    forced = RNNRegressor(bidirectional=False, **{**FAST, "max_iter": 2}).fit(X, y)
+    assert forced.bidirectional_ is False and forced.transform(X).shape == (20, 8)
+    with pytest.raises(ValueError, match="bidirectional"):
+        RNNRegressor(bidirectional="both").fit(X, y)

@@ -1,6 +1,6 @@
 """Smoke tests of the real-data benchmark suites' data tools and anchors (benchmarks/realdata)
-on tiny generated data. Nothing here downloads anything or needs sktime; statsmodels is
-imported only where a test skips without it, torch only through the ``torch`` fixture."""
+on tiny generated data. Nothing here downloads anything or needs sktime; statsmodels (a
+test dependency) runs the ETS anchor, torch comes through the ``torch`` fixture."""
 
 import math
 import os
@@ -135,7 +135,6 @@ def test_seasonal_naive_anchor_scores():
 
 
 def test_ets_anchor_on_a_seasonal_series():
-    pytest.importorskip("statsmodels", reason="ETS anchor needs statsmodels (benchmark-only)")
     t = np.arange(60)
     y = 10 + 0.2 * t + 3 * np.sin(2 * np.pi * t / 12)
     y = y + 0.1 * np.random.default_rng(0).standard_normal(60)

@@ -662,18 +662,10 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     def _from_archive(cls, params, fitted, arrays):
         """The estimator :meth:`_to_archive` described (checked: a corrupt file is a
         ``ValueError``)."""
-        est = cls()
-        unknown = set(params) - set(est.get_params(deep=False))
-        if unknown:
-            raise ValueError(f"unknown parameters in file: {sorted(unknown)}")
-        est.set_params(**params)
-        est._validate_params()
+        est = persistence.estimator_from_params(cls, params)
         est._check_extra_params()
-        for name in ("n_features_in_", "n_outputs_", "n_iter_", "t_"):
-            value = fitted.get(name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"fitted attribute {name} must be an int >= 0, got {value!r}")
-            setattr(est, name, value)
+        persistence.set_fitted_counts(est, fitted,
+                                      ("n_features_in_", "n_outputs_", "n_iter_", "t_"))
         if est.n_features_in_ < 1 or est.n_outputs_ < 1:
             raise ValueError("the file describes a network without inputs or outputs")
         for name in ("loss_", "best_loss_", "best_validation_score_"):

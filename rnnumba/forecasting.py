@@ -1195,17 +1195,8 @@ class RNNForecaster(BaseEstimator):
     def _from_archive(cls, params, fitted, arrays):
         """The forecaster :meth:`_to_archive` described (checked: a corrupt file is a
         ``ValueError``)."""
-        est = cls()
-        unknown = set(params) - set(est.get_params(deep=False))
-        if unknown:
-            raise ValueError(f"unknown parameters in file: {sorted(unknown)}")
-        est.set_params(**params)
-        est._validate_params()
-        for name in _FITTED_INTS:
-            value = fitted.get(name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"fitted attribute {name} must be an int >= 0, got {value!r}")
-            setattr(est, name, value)
+        est = persistence.estimator_from_params(cls, params)
+        persistence.set_fitted_counts(est, fitted, _FITTED_INTS)
         if min(est.n_series_, est.n_channels_, est.lookback_, est.horizon_,
                est.seasonal_period_) < 1:
             raise ValueError("the file describes a forecaster without series, channels, "

@@ -220,6 +220,27 @@ def label_array(labels):
     return labels
 
 
+def estimator_from_params(cls, params):
+    """A new ``cls`` with the stored ``params``, checked by the estimator's own validation
+    (an unknown name or a bad value is a ``ValueError``)."""
+    est = cls()
+    unknown = set(params) - set(est.get_params(deep=False))
+    if unknown:
+        raise ValueError(f"unknown parameters in file: {sorted(unknown)}")
+    est.set_params(**params)
+    est._validate_params()
+    return est
+
+
+def set_fitted_counts(est, fitted, names):
+    """Set each fitted attribute of ``names`` from the metadata, checked to be an int >= 0."""
+    for name in names:
+        value = fitted.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"fitted attribute {name} must be an int >= 0, got {value!r}")
+        setattr(est, name, value)
+
+
 def optional_float(value, name):
     """A fitted float (or None) from the metadata, checked."""
     if value is None:

@@ -776,18 +776,9 @@ class RNNLanguageModel(BaseEstimator):
     def _from_archive(cls, params, fitted, arrays):
         """The model :meth:`_to_archive` described (checked: a corrupt file is a
         ``ValueError``)."""
-        est = cls()
-        unknown = set(params) - set(est.get_params(deep=False))
-        if unknown:
-            raise ValueError(f"unknown parameters in file: {sorted(unknown)}")
-        est.set_params(**params)
-        est._validate_params()
+        est = persistence.estimator_from_params(cls, params)
         est._check_extra_params()
-        for name in ("n_iter_", "t_"):
-            value = fitted.get(name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"fitted attribute {name} must be an int >= 0, got {value!r}")
-            setattr(est, name, value)
+        persistence.set_fitted_counts(est, fitted, ("n_iter_", "t_"))
         for name in ("loss_", "best_loss_", "best_validation_score_"):
             setattr(est, name, persistence.optional_float(fitted.get(name), name))
         if fitted.get("device_") not in ("cpu", "cuda"):

@@ -14,12 +14,26 @@ NaN, and any infinity, is a ``ValueError``. The result is a C-contiguous float a
 ``(n_samples, T, n_features)`` with zeros past each sequence's end and ``int64`` lengths.
 """
 
+import numbers
+
 import numpy as np
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
-__all__ = ["check_sequences", "check_token_sequences", "SequenceBatch",
+__all__ = ["check_sequences", "check_token_sequences", "SequenceBatch", "check_hidden_layer_sizes",
            "check_sequence_targets", "check_sample_targets_regression",
            "check_sample_targets_labels"]
+
+
+def check_hidden_layer_sizes(sizes):
+    """``hidden_layer_sizes`` (an int or a sequence of ints) as a tuple of positive ints,
+    else a ``ValueError`` naming the value."""
+    layers = [sizes] if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool) \
+        else list(sizes)
+    if not layers or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0
+                         for s in layers):
+        raise ValueError("hidden_layer_sizes must be one or more positive integers, got "
+                         f"{sizes!r}")
+    return tuple(int(s) for s in layers)
 
 
 class SequenceBatch:

@@ -25,8 +25,9 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import persistence
-from ._validation import (check_sample_targets_labels, check_sample_targets_regression,
-                          check_sequence_targets, check_sequences, check_token_sequences)
+from ._validation import (check_hidden_layer_sizes, check_sample_targets_labels,
+                          check_sample_targets_regression, check_sequence_targets,
+                          check_sequences, check_token_sequences)
 from .backend import resolve_device, runnable_device
 from .heads import SequenceHead, StepHead, pooling_modes
 from .inputs import EmbeddingInput, NumericInput
@@ -318,20 +319,6 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         tags.input_tags.allow_nan = False  # only trailing NaN padding
         return tags
 
-    def _hidden_sizes(self):
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = [sizes]
-        sizes = list(sizes)
-        if not sizes:
-            raise ValueError("hidden_layer_sizes must have at least one layer, got "
-                             f"{self.hidden_layer_sizes!r}")
-        for s in sizes:
-            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0:
-                raise ValueError("hidden_layer_sizes must be positive integers, got "
-                                 f"{self.hidden_layer_sizes!r}")
-        return [int(s) for s in sizes]
-
     def _bidirectional(self):
         """``bidirectional`` resolved: ``"auto"`` reads both ways only where every output
         summarises a whole sequence."""
@@ -422,7 +409,8 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             self.patch_size_ = int(self.patch_size)
 
     def _architecture(self):
-        return Architecture(self.cell, tuple(self._hidden_sizes()), self._bidirectional(),
+        return Architecture(self.cell, check_hidden_layer_sizes(self.hidden_layer_sizes),
+                            self._bidirectional(),
                             self.activation if self.cell == "rnn" else "tanh",
                             bool(self.return_sequences), self._network_dtype(),
                             "last" if self.return_sequences else self.pooling,

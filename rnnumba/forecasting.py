@@ -30,6 +30,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
+from ._validation import check_hidden_layer_sizes
 from .backend import resolve_device, runnable_device
 from .heads import StepHead
 from .inputs import NumericInput
@@ -502,17 +503,6 @@ class RNNForecaster(BaseEstimator):
         self.dtype = dtype
 
     # ------------------------------------------------------------------ settings from data
-    def _hidden_sizes(self):
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = [sizes]
-        sizes = list(sizes)
-        if not sizes or any(isinstance(s, bool) or not isinstance(s, numbers.Integral)
-                            or s <= 0 for s in sizes):
-            raise ValueError("hidden_layer_sizes must be positive integers, got "
-                             f"{self.hidden_layer_sizes!r}")
-        return [int(s) for s in sizes]
-
     def _detect_period(self, series):
         if self.seasonal_period != "auto":
             return int(self.seasonal_period)
@@ -768,13 +758,13 @@ class RNNForecaster(BaseEstimator):
 
     def _build_model(self, seed):
         rng = np.random.RandomState(seed)
-        sizes = self._hidden_sizes()
+        sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         dtype = np.dtype(self.dtype)
         hd = self.horizon_ if self.strategy == "direct" else 1
         n_in = self.n_channels_ + self.n_covariates_
         seeds = [rng.randint(np.iinfo(np.int32).max) for _ in sizes]
         head = StepHead(sizes[-1], self.n_channels_ * hd, dtype=dtype, random_state=rng)
-        recurrent = Recurrent(self.cell, input_size=n_in, hidden_size=sizes, dtype=self.dtype,
+        recurrent = Recurrent(self.cell, input_size=n_in, hidden_size=list(sizes), dtype=self.dtype,
                               device=self.device_, random_state=np.random.RandomState(
                                   rng.randint(np.iinfo(np.int32).max)))
         recurrent.initialize_layers([np.random.RandomState(s) for s in seeds])

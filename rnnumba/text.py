@@ -35,7 +35,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
-from ._validation import _token_array, check_token_sequences
+from ._validation import _token_array, check_hidden_layer_sizes, check_token_sequences
 from .backend import resolve_device, runnable_device
 from .heads import StepHead
 from .inputs import EmbeddingInput
@@ -400,24 +400,14 @@ class RNNLanguageModel(BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ configuration
-    def _hidden_sizes(self):
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = [sizes]
-        sizes = list(sizes)
-        if not sizes or any(isinstance(s, bool) or not isinstance(s, numbers.Integral)
-                            or s <= 0 for s in sizes):
-            raise ValueError("hidden_layer_sizes must be one or more positive integers, got "
-                             f"{self.hidden_layer_sizes!r}")
-        return tuple(int(s) for s in sizes)
-
     def _check_extra_params(self):
         if self.activation != "tanh" and self.cell != "rnn":
             raise ValueError(f"activation={self.activation!r} applies to cell='rnn' only; "
                              f"the {self.cell!r} cell has fixed gate activations")
 
     def _architecture(self):
-        return (self.cell, self._hidden_sizes(), int(self.embedding_dim),
+        return (self.cell, check_hidden_layer_sizes(self.hidden_layer_sizes),
+                int(self.embedding_dim),
                 self.activation if self.cell == "rnn" else "tanh", np.dtype(self.dtype).name)
 
     def _build_model(self, arch, vocabulary_size, device, rng):

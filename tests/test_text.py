@@ -210,7 +210,8 @@ def test_gradients_match_finite_differences(cell):
 
 def _torch_lm(torch, lm):
     """The same-size PyTorch model, holding ``lm``'s weights."""
-    sizes = lm._hidden_sizes()
+    from rnnumba._validation import check_hidden_layer_sizes
+    sizes = check_hidden_layer_sizes(lm.hidden_layer_sizes)
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[lm.cell]
 
     class LM(torch.nn.Module):

@@ -147,3 +147,12 @@ def test_sequence_targets_array_and_list():
         check_sequence_targets(np.ones((2, 3)), b, numeric=True)
     with pytest.raises(ValueError, match="one target per time step"):
         check_sequence_targets([[1.0], [1.0, 2.0, 3.0, 4.0]], b, numeric=True)
+
+
+def test_hidden_layer_sizes_are_positive_integers():
+    from rnnumba._validation import check_hidden_layer_sizes
+    assert check_hidden_layer_sizes(8) == (8,)
+    assert check_hidden_layer_sizes([16, np.int64(4)]) == (16, 4)
+    for bad in ([], [8, 0], [True], [2.5], (-1,)):
+        with pytest.raises(ValueError, match="hidden_layer_sizes must be one or more positive"):
+            check_hidden_layer_sizes(bad)

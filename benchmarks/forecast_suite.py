@@ -25,11 +25,8 @@ were chosen. Raw results go to ``benchmarks/results/<UTC time>-forecast-<machine
 """
 
 import argparse
-import ast
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -38,10 +35,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.realdata import anchors  # noqa: E402
+from benchmarks.realdata import anchors, records  # noqa: E402
 from benchmarks.realdata.datasets import FORECAST_DATASETS, forecast_split  # noqa: E402
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 LEVEL = 0.9
 
 
@@ -196,13 +192,7 @@ def main(argv=None):
     parser.add_argument("--machine", default=f"{os.cpu_count()}-core-cpu")
     parser.add_argument("--output", help="JSON path (default benchmarks/results/...)")
     args = parser.parse_args(argv)
-    params = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            params[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[key] = value
+    params = records.parse_params(args.set)
     names = args.only or list(FORECAST_DATASETS)
     unknown = [n for n in names if n not in FORECAST_DATASETS]
     if unknown:
@@ -223,18 +213,9 @@ def main(argv=None):
               f"stepping {1e3 * row['stepping_seconds']:.1f} ms, re-running windows "
               f"{1e3 * row['rerun_windows_seconds']:.1f} ms ({row['speedup']:.1f}x); largest "
               f"difference between the two forecasts {row['max_abs_difference']:.3g}")
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = args.output or os.path.join(RESULTS, f"{stamp}-forecast-{args.machine}.json")
-    import rnnumba
-    record = {"created": stamp, "machine": args.machine, "cpu": platform.processor(),
-              "python": platform.python_version(), "rnnumba": rnnumba.__version__,
-              "params": params, "seeds": args.seeds, "split": args.split,
-              "threads": args.threads, "summary": summary, "predict_timing": timing,
-              "results": results}
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(record, fh, indent=1, default=str)
-        fh.write("\n")
-    print(f"\nresults written to {path}")
+    records.write_record("forecast", args.machine, args.output, {
+        "params": params, "seeds": args.seeds, "split": args.split, "threads": args.threads,
+        "summary": summary, "predict_timing": timing, "results": results})
     return 0
 
 

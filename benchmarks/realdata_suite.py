@@ -18,17 +18,14 @@ Usage::
 
 ``--set name=value`` overrides an estimator parameter (a Python literal) in every fit, to
 compare candidate defaults; the table and the JSON written to ``benchmarks/results/`` say
-which parameters were set. ``--no-anchors`` reuses the anchors of the newest result file
-that has them.
+which parameters were set. ``--no-anchors`` reuses each data set's anchors from the newest
+result file that computed them.
 """
 
 import argparse
-import ast
-import datetime
 import glob
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -37,10 +34,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.realdata import anchors  # noqa: E402
+from benchmarks.realdata import anchors, records  # noqa: E402
 from benchmarks.realdata.datasets import SEQUENCE_DATASETS, load_sequences  # noqa: E402
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 CELLS = ("lstm", "gru")
 
 
@@ -83,13 +79,20 @@ def run_anchors(name, threads):
 
 
 def _latest_anchors():
-    for path in sorted(glob.glob(os.path.join(RESULTS, "*-realdata-*.json")), reverse=True):
+    """Each data set's anchors from the newest result file that computed them (files of
+    ``--no-anchors`` runs only copied theirs), and that file's name, by data set."""
+    anchors_by_set, sources = {}, {}
+    pattern = os.path.join(records.RESULTS, "*-realdata-*.json")
+    for path in sorted(glob.glob(pattern), reverse=True):
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-        if any("anchors" in row for row in data["results"].values()):
-            return {name: row["anchors"] for name, row in data["results"].items()
-                    if "anchors" in row}, os.path.basename(path)
-    return {}, None
+        if data.get("anchors_from"):
+            continue
+        for name, row in data["results"].items():
+            if "anchors" in row and name not in anchors_by_set:
+                anchors_by_set[name] = row["anchors"]
+                sources[name] = os.path.basename(path)
+    return anchors_by_set, sources
 
 
 def table(results, params):
@@ -125,26 +128,21 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="an estimator parameter for every fit (repeatable)")
     parser.add_argument("--no-anchors", action="store_true",
-                        help="reuse the anchors of the newest result file that has them")
+                        help="reuse each data set's anchors from the newest result file "
+                             "that computed them")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--machine", default=f"{os.cpu_count()}-core-cpu")
     parser.add_argument("--output", help="JSON path (default benchmarks/results/...)")
     args = parser.parse_args(argv)
-    params = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            params[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[key] = value
+    params = records.parse_params(args.set)
     names = args.only or list(SEQUENCE_DATASETS)
     unknown = [n for n in names if n not in SEQUENCE_DATASETS]
     if unknown:
         parser.error(f"unknown data sets {unknown}; choose among {list(SEQUENCE_DATASETS)}")
     cells = [c for c in args.cells.split(",") if c]
     from threadpoolctl import threadpool_limits
-    reused, source = ({}, None) if not args.no_anchors else _latest_anchors()
+    reused, sources = ({}, None) if not args.no_anchors else _latest_anchors()
     results = {}
     with threadpool_limits(limits=args.threads, user_api="blas"):
         for name in names:
@@ -160,17 +158,11 @@ def main(argv=None):
                 print(f"{name} anchors: {json.dumps(row['anchors'])}", file=sys.stderr,
                       flush=True)
     print(table(results, params))
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = args.output or os.path.join(RESULTS, f"{stamp}-realdata-{args.machine}.json")
-    import rnnumba
-    record = {"created": stamp, "machine": args.machine, "cpu": platform.processor(),
-              "python": platform.python_version(), "rnnumba": rnnumba.__version__,
-              "params": params, "threads": args.threads, "seed": args.seed,
-              "anchors_from": source, "results": results}
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(record, fh, indent=1, default=str)
-        fh.write("\n")
-    print(f"\nresults written to {path}")
+    if sources is not None:
+        sources = {name: sources[name] for name in names if name in sources}
+    records.write_record("realdata", args.machine, args.output, {
+        "params": params, "threads": args.threads, "seed": args.seed, "anchors_from": sources,
+        "results": results})
     return 0
 
 

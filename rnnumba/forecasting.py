@@ -324,9 +324,11 @@ class RNNForecaster(BaseEstimator):
     (scaled levels, scaled first differences) is trained on the rest and stopped on its
     multi-step forecast error over the origins of the first half of the held-out part. The
     candidates' forecasts are averaged with weights ``(min(mse) / mse) ** 4`` of those
-    errors (a candidate under 5% is dropped). Covariates are transformed as the series is,
-    so a relation between levels holds between differences. The forecast errors of the
-    weighted networks per step ahead over the origins of the second half, data that chose
+    errors (a candidate under 5% is dropped); ``transform="auto"`` and
+    ``naive_candidate`` add networks on the logarithm of the series and the seasonal naive
+    forecast as candidates. Covariates are transformed as the series is, so a relation
+    between levels holds between differences. The forecast errors of the weighted
+    candidates per step ahead over the origins of the second half, data that chose
     nothing, set the prediction intervals; each network is then refitted on all the data
     for the epochs its held-out error chose (``refit``).
 
@@ -353,6 +355,22 @@ class RNNForecaster(BaseEstimator):
         weights levels and first differences by their held-out errors (without held-out
         data: first differences where a KPSS-type test finds a series non-stationary,
         else levels).
+    transform : {"none", "log", "auto"}, default="none"
+        What the levels or differences are taken of: ``"none"`` the series itself,
+        ``"log"`` its natural logarithm (Box-Cox with lambda 0: a seasonal pattern whose
+        amplitude grows with the level becomes additive; every value must be positive, a
+        ``ValueError`` otherwise), the forecast being the exponential of the network's (a
+        forecast of the median). ``"auto"``: where every value of every series is positive,
+        networks on the series and on its logarithm are both trained and weighted by their
+        held-out errors, as the ``difference`` candidates are (twice the fit time; without
+        held-out data, or with a value <= 0: ``"none"``). Neither forecast better than
+        ``"none"`` on the development splits of the forecasting suite.
+    naive_candidate : bool, default=False
+        Also weigh the seasonal naive forecast (the last ``seasonal_period_`` observations
+        repeated; the last observation where the period is 1) by its held-out error, along
+        with the networks: the forecast leans on it where the networks forecast the
+        held-out part worse. Needs held-out data (ignored without). The same scores as
+        without on the development splits.
     strategy : {"recursive", "direct"}, default="recursive"
         ``"recursive"``: one step ahead per cell step, predictions fed back.
         ``"direct"``: every step outputs the next ``horizon`` values at once (fed back in
@@ -414,10 +432,22 @@ class RNNForecaster(BaseEstimator):
     difference_ : int
         The lag of the differences the heaviest network models (0: levels).
     difference_weights_ : dict
-        Weight of every lag in the forecast (``{lag: weight}``, summing to 1).
+        Weight of the networks of every lag in the forecast (``{lag: weight}``; with the
+        naive forecast's weight, ``candidate_weights_["seasonal naive"]`` or ``["naive"]``,
+        they sum to 1).
     difference_scores_ : dict
-        Held-out mean squared error of every candidate lag (in units of each series'
-        step-to-step standard deviation); empty without held-out data.
+        Held-out mean squared error of every candidate lag of the networks on the series
+        itself (not its logarithm), in units of each series' step-to-step standard
+        deviation; empty without held-out data.
+    candidate_weights_ : dict
+        Weight of every candidate in the forecast, by name (``"levels"``,
+        ``"differences"``, ``"log levels"``, ``"log differences"``, ``"seasonal naive"``
+        or ``"naive"``; summing to 1).
+    candidate_scores_ : dict
+        Held-out mean squared error of every candidate, by name, in the units of
+        ``difference_scores_``; empty without held-out data.
+    log_weight_ : float
+        Weight of the networks that model the logarithm (0 where none does).
     validation_epochs_ : int or None
         Epochs of the heaviest network's best held-out error (its refit's epochs).
     calibrated_on_ : {"holdout", "in-sample"}
@@ -455,6 +485,8 @@ class RNNForecaster(BaseEstimator):
                                                            closed="left")],
         "difference": [StrOptions({"auto"}), Interval(numbers.Integral, 0, None,
                                                       closed="left")],
+        "transform": [StrOptions({"auto", "none", "log"})],
+        "naive_candidate": ["boolean"],
         "strategy": [StrOptions({"recursive", "direct"})],
         "horizon": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
@@ -474,17 +506,18 @@ class RNNForecaster(BaseEstimator):
     }
 
     def __init__(self, cell="lstm", hidden_layer_sizes=(32,), *, lookback="auto",
-                 seasonal_period="auto", difference="auto", strategy="recursive",
-                 horizon="auto", validation_fraction=0.2, refit=True, n_ensemble=1,
-                 alpha=1e-4,
-                 batch_size=32, learning_rate_init=0.005, max_iter=200, n_iter_no_change=20,
-                 tol=0.0, clip_norm=1.0, random_state=None, verbose=False, device="cpu",
-                 dtype="float32"):
+                 seasonal_period="auto", difference="auto", transform="none",
+                 naive_candidate=False, strategy="recursive", horizon="auto",
+                 validation_fraction=0.2, refit=True, n_ensemble=1, alpha=1e-4, batch_size=32,
+                 learning_rate_init=0.005, max_iter=200, n_iter_no_change=20, tol=0.0,
+                 clip_norm=1.0, random_state=None, verbose=False, device="cpu", dtype="float32"):
         self.cell = cell
         self.hidden_layer_sizes = hidden_layer_sizes
         self.lookback = lookback
         self.seasonal_period = seasonal_period
         self.difference = difference
+        self.transform = transform
+        self.naive_candidate = naive_candidate
         self.strategy = strategy
         self.horizon = horizon
         self.validation_fraction = validation_fraction
@@ -530,6 +563,29 @@ class RNNForecaster(BaseEstimator):
             return (int(self.difference),)
         return (1, 0)
 
+    def _log_candidates(self, series):
+        """Whether the networks model the logarithm of the series: ``(False,)``,
+        ``(True,)``, or ``(False, True)``, both to be weighted on held-out data
+        (``transform="auto"`` where every value of every series is positive)."""
+        positive = all(float(s.y.min()) > 0 for s in series)
+        if self.transform == "log":
+            if not positive:
+                where = next(i for i, s in enumerate(series) if float(s.y.min()) <= 0)
+                label = f"y[{where}]" if self._was_list else "y"
+                raise ValueError(
+                    f"transform='log' needs strictly positive series, but {label} has the "
+                    f"value {float(series[where].y.min())!r}; use transform='none' (or "
+                    "'auto', which tries the logarithm only where every value is positive)")
+            return (True,)
+        if self.transform == "none" or not positive:
+            return (False,)
+        return (False, True)
+
+    def _candidates(self, series):
+        """``(difference lag, log)`` of every network to weigh on held-out data."""
+        return [(lag, log) for log in self._log_candidates(series)
+                for lag in self._difference_candidates()]
+
     def _fallback_difference(self, series):
         """Without held-out data: first differences where a series looks non-stationary."""
         if self.difference != "auto":
@@ -540,7 +596,7 @@ class RNNForecaster(BaseEstimator):
     def _scaling_of(self, s):
         """``(center, scale)`` of the modelled values (levels or differences) and of the
         covariates of one series."""
-        u = _lagged_difference(s.y, self.difference_)
+        u = _lagged_difference(self._log_of(s.y), self.difference_)
         center, scale = u.mean(axis=0), u.std(axis=0)
         scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(center)), scale, 1.0)
         if s.X is None:
@@ -554,8 +610,12 @@ class RNNForecaster(BaseEstimator):
         """The modelled values of ``y`` (T, k) of series ``i``: scaled levels (T, k) or
         scaled differences (T-1, k)."""
         center, scale = self._y_center[i], self._y_scale[i]
-        u = _lagged_difference(y, self.difference_)
+        u = _lagged_difference(self._log_of(y), self.difference_)
         return (u - center) / scale
+
+    def _log_of(self, y):
+        """``y``, or its logarithm where the active network models that."""
+        return np.log(y) if self._log else y
 
     def _scaled_covariates(self, X, i):
         """Covariates transformed as the series is (differenced at the same lag, so that a
@@ -647,8 +707,8 @@ class RNNForecaster(BaseEstimator):
                           [v // 2 for v in holdout])
             calibration = (series, late)
             trials = []
-            for lag in self._difference_candidates():
-                self._set_mode(lag, series)
+            for lag, log in self._candidates(series):
+                self._set_mode(lag, series, log)
                 runs = []
                 for init_seed, shuffle_seed in seeds:
                     model, trainer = self._train(cut, init_seed, shuffle_seed,
@@ -659,19 +719,31 @@ class RNNForecaster(BaseEstimator):
                                  self._origin_errors(model, *calibration)))
                 # the networks of one lag forecast together: their mean is scored
                 held_out = np.mean([run[4] for run in runs], axis=0)
-                trials.append((lag, runs, float(np.nanmean(held_out ** 2)),
+                trials.append((runs[0][0].name, runs, float(np.nanmean(held_out ** 2)),
                                np.mean([run[5] for run in runs], axis=0)))
+            period = self.seasonal_period_
+            if self.naive_candidate and all(len(s.y) - v >= period
+                                            for s, v in zip(series, holdout)):
+                naive = _Member.naive(period, self.n_series_, self.n_channels_,
+                                      self.n_covariates_)
+                held_out = self._naive_errors(period, *validation)
+                trials.append((naive.name, [(naive, None, None, None, held_out, None)],
+                               float(np.nanmean(held_out ** 2)),
+                               self._naive_errors(period, *calibration)))
             mse = np.array([trial[2] for trial in trials])
             weights = _combination_weights(mse)
-            self.difference_scores_ = {trial[0]: float(v) for trial, v in zip(trials, mse)}
+            self.candidate_scores_ = {trial[0]: float(v) for trial, v in zip(trials, mse)}
+            self.difference_scores_ = {runs[0][0].difference: v for (_, runs, v, _) in trials
+                                       if runs[0][0].model is not None
+                                       and not runs[0][0].log}
             errors = sum(w * trial[3] for trial, w in zip(trials, weights) if w > 0)
             members, epochs, trainers = [], [], []
-            for (lag, runs, _, _), weight in zip(trials, weights):
+            for (_, runs, _, _), weight in zip(trials, weights):
                 if weight == 0:
                     continue
                 for member, n_epochs, init_seed, shuffle_seed, _, _ in runs:
                     member.weight = float(weight) / len(runs)
-                    if self.refit:
+                    if self.refit and member.model is not None:
                         self._activate(member)
                         member.model, trainer = self._train(series, init_seed, shuffle_seed,
                                                             epochs=n_epochs)
@@ -679,7 +751,10 @@ class RNNForecaster(BaseEstimator):
                     members.append(member)
                     epochs.append(n_epochs)
         else:
-            self._set_mode(self._fallback_difference(series), series)
+            self.candidate_scores_ = {}
+            self._set_mode(self._fallback_difference(series), series,
+                           self._log_candidates(series)[0] if self.transform == "log"
+                           else False)
             members, trainers, epochs, errors = [], [], [], 0.0
             for init_seed, shuffle_seed in seeds:
                 model, trainer = self._train(series, init_seed, shuffle_seed)
@@ -688,23 +763,63 @@ class RNNForecaster(BaseEstimator):
                 epochs.append(None)
                 errors = errors + self._origin_errors(model, series, None) / len(seeds)
         self._members = members
-        main = int(np.argmax([m.weight for m in members]))
-        self._activate(members[main])
-        self.difference_weights_ = {}
-        for m in members:
-            self.difference_weights_[m.difference] = self.difference_weights_.get(
-                m.difference, 0.0) + m.weight
+        self._summarize_members()
+        main = self._main_member()
         self.validation_epochs_ = epochs[main]
+        self.n_iter_, self.loss_curve_ = 0, []
         if trainers:
-            self.n_iter_ = trainers[main].n_iter_
-            self.loss_curve_ = list(trainers[main].loss_curve_)
+            # trainers are in the order of the refitted networks
+            nets = [j for j, m in enumerate(members) if m.model is not None]
+            if main in nets:
+                trainer = trainers[nets.index(main)]
+                self.n_iter_, self.loss_curve_ = trainer.n_iter_, list(trainer.loss_curve_)
         self._calibrate(errors)
         return self
 
-    def _set_mode(self, difference, series):
-        """Model levels (0) or differences at lag ``difference`` from now on, with the
-        scaling that goes with it."""
+    def _main_member(self):
+        """The index of the heaviest network (of the heaviest member where none is a
+        network), activated: the transform attributes describe it."""
+        weights = [m.weight if m.model is not None else -1.0 for m in self._members]
+        main = int(np.argmax(weights))
+        self._activate(self._members[main])
+        return main
+
+    def _summarize_members(self):
+        """``candidate_weights_``, ``difference_weights_`` and ``log_weight_`` from the
+        members."""
+        self.candidate_weights_, self.difference_weights_ = {}, {}
+        for m in self._members:
+            self.candidate_weights_[m.name] = self.candidate_weights_.get(m.name, 0.0) + m.weight
+            if m.model is not None:
+                self.difference_weights_[m.difference] = self.difference_weights_.get(
+                    m.difference, 0.0) + m.weight
+        self.log_weight_ = float(sum(m.weight for m in self._members
+                                     if m.model is not None and m.log))
+
+    def _naive_errors(self, period, series, holdout):
+        """The seasonal naive forecast's errors (N, H, k) from the origins in each series'
+        held-out tail (``holdout[i]`` last observations), in the order and units of
+        :meth:`_origin_errors`."""
+        H, k = self.horizon_, self.n_channels_
+        out = []
+        for i, s in enumerate(series):
+            n = len(s.y)
+            v = holdout[i]
+            if v <= 0:
+                continue
+            for origin in range(n - v - 1, n - 1):
+                steps = min(H, n - 1 - origin)
+                e = np.full((H, k), np.nan)
+                e[:steps] = (s.y[origin + 1:origin + 1 + steps]
+                             - _seasonal_naive(s.y, origin, period, steps)) / self._e_scale[i]
+                out.append(e)
+        return np.stack(out) if out else np.empty((0, H, k))
+
+    def _set_mode(self, difference, series, log=False):
+        """Model levels (0) or differences at lag ``difference`` (of the logarithm with
+        ``log``) from now on, with the scaling that goes with it."""
         self.difference_ = int(difference)
+        self._log = bool(log)
         scalings = [self._scaling_of(s) for s in series]
         self._y_center = [c for c, _, _, _ in scalings]
         self._y_scale = [s for _, s, _, _ in scalings]
@@ -715,6 +830,7 @@ class RNNForecaster(BaseEstimator):
         """Transform as ``member`` does and forecast with its network from now on (the
         transform methods read the active member's lag and scaling)."""
         self.difference_ = member.difference
+        self._log = member.log
         self._y_center, self._y_scale = member.y_center, member.y_scale
         self._x_center, self._x_scale = member.x_center, member.x_scale
         self._model = member.model
@@ -862,11 +978,14 @@ class RNNForecaster(BaseEstimator):
         values = scaled * scale + center
         lag = self.difference_
         if lag == 0:
-            return values
-        out = np.empty_like(values)
-        for j in range(values.shape[1]):
-            out[:, j] = (past[:, j] if j < lag else out[:, j - lag]) + values[:, j]
-        return out
+            out = values
+        else:
+            past = self._log_of(past)
+            out = np.empty_like(values)
+            for j in range(values.shape[1]):
+                out[:, j] = (past[:, j] if j < lag else out[:, j - lag]) + values[:, j]
+        # the exponential of a forecast of the logarithm: a forecast of the median
+        return np.exp(np.minimum(out, 700.0)) if self._log else out
 
     def _origin_errors(self, model, series, holdout):
         """Forecast errors (N, H, k) in units of each series' scale, NaN where the truth is
@@ -977,6 +1096,9 @@ class RNNForecaster(BaseEstimator):
     def _member_forecast(self, steps, future):
         """The active member's level forecasts (n_series, steps, k)."""
         L, offset = self.lookback_, self.difference_
+        if self._model is None:
+            return np.stack([_seasonal_naive(s.y, len(s.y) - 1, offset, steps)
+                             for s in self._history])
         hist, cov, last = [], [], []
         for i, s in enumerate(self._history):
             u = self._transformed(s.y[-(L + offset):], i)
@@ -1156,12 +1278,16 @@ class RNNForecaster(BaseEstimator):
         fitted.update(device_=self.device_, calibrated_on_=self.calibrated_on_,
                       was_list=bool(self._was_list), validation_epochs_=self.validation_epochs_,
                       series_meta=json.dumps([s.meta for s in self._history]),
+                      candidate_scores=json.dumps(self.candidate_scores_),
                       member_differences=tuple(m.difference for m in self._members),
-                      member_weights=tuple(m.weight for m in self._members))
+                      member_weights=tuple(m.weight for m in self._members),
+                      member_logs=tuple(m.log for m in self._members),
+                      member_networks=tuple(m.model is not None for m in self._members))
         arrays = {}
         for j, member in enumerate(self._members):
-            for name, value in member.model.state_dict().items():
-                arrays[f"model/{j}/{name}"] = value
+            if member.model is not None:
+                for name, value in member.model.state_dict().items():
+                    arrays[f"model/{j}/{name}"] = value
             for i in range(self.n_series_):
                 arrays[f"scaling/{j}/y_center{i}"] = member.y_center[i]
                 arrays[f"scaling/{j}/y_scale{i}"] = member.y_scale[i]
@@ -1212,6 +1338,14 @@ class RNNForecaster(BaseEstimator):
                 or any(not isinstance(w, float) or not 0 < w <= 1 for w in weights)):
             raise ValueError("the file's member_differences and member_weights do not "
                              "describe the networks")
+        # files written before the log transform and the naive candidate: networks only
+        logs = fitted.get("member_logs", (False,) * len(lags))
+        networks = fitted.get("member_networks", (True,) * len(lags))
+        if (not isinstance(logs, tuple) or not isinstance(networks, tuple)
+                or len(logs) != len(lags) or len(networks) != len(lags)
+                or not all(isinstance(v, bool) for v in logs + networks)):
+            raise ValueError("the file's member_logs and member_networks do not describe the "
+                             "networks")
         try:
             metas = json.loads(fitted.get("series_meta"))
         except (TypeError, ValueError):
@@ -1227,7 +1361,7 @@ class RNNForecaster(BaseEstimator):
             est._history.append(_Series(y, X, meta))
             est._e_scale.append(_stored(arrays, f"scaling/e_scale{i}", (k,), positive=True))
         est._members = []
-        for j, (lag, weight) in enumerate(zip(lags, weights)):
+        for j, (lag, weight, log, network) in enumerate(zip(lags, weights, logs, networks)):
             def series_arrays(name, width, positive=False):
                 return [_stored(arrays, f"scaling/{j}/{name}{i}", (width,), positive)
                         for i in range(est.n_series_)]
@@ -1235,7 +1369,9 @@ class RNNForecaster(BaseEstimator):
             x_scale = series_arrays("x_scale", m, True) if m else [None] * est.n_series_
             est._members.append(_Member(lag, series_arrays("y_center", k),
                                         series_arrays("y_scale", k, True), x_center, x_scale,
-                                        None, weight))
+                                        None, weight, log))
+            if not network:
+                continue
             est._activate(est._members[-1])
             model = est._build_model(0)
             prefix = f"model/{j}/"
@@ -1243,13 +1379,10 @@ class RNNForecaster(BaseEstimator):
                                    if name.startswith(prefix)})
             model.train(False)
             est._members[-1].model = model
-        main = int(np.argmax(weights))
-        est._activate(est._members[main])
+        main = est._main_member()
         if est.difference_ != lags[main]:
             raise ValueError("difference_ does not match the file's heaviest network")
-        est.difference_weights_ = {}
-        for lag, weight in zip(lags, weights):
-            est.difference_weights_[lag] = est.difference_weights_.get(lag, 0.0) + weight
+        est._summarize_members()
         est._sigma_a = _stored(arrays, "calibration/sigma_a", (k,), positive=True)
         est._sigma_b = _stored(arrays, "calibration/sigma_b", (k,))
         est._scores = _stored(arrays, "calibration/scores", (None,))
@@ -1258,6 +1391,14 @@ class RNNForecaster(BaseEstimator):
         if scores.ndim != 2 or scores.shape[1] != 2 or not np.isfinite(scores).all():
             raise ValueError("difference_scores_ in the file is malformed")
         est.difference_scores_ = {int(lag): float(v) for lag, v in scores}
+        try:
+            candidate_scores = json.loads(fitted.get("candidate_scores", "{}"))
+        except (TypeError, ValueError):
+            raise ValueError("candidate_scores in the file is not valid JSON") from None
+        if not isinstance(candidate_scores, dict) or not all(
+                isinstance(v, (int, float)) for v in candidate_scores.values()):
+            raise ValueError("candidate_scores in the file does not map names to scores")
+        est.candidate_scores_ = {str(name): float(v) for name, v in candidate_scores.items()}
         return est
 
 
@@ -1273,14 +1414,17 @@ def _stored(arrays, name, shape, positive=False):
 
 
 class _Member:
-    """One network of the forecaster, the transform it models (difference lag and the
-    scaling of every series) and its weight in the forecast."""
+    """One candidate forecast of the forecaster and its weight: a network with the transform
+    it models (logarithm or not, difference lag, the scaling of every series), or, with
+    ``model`` None, the seasonal naive forecast (``difference`` is its period)."""
 
-    __slots__ = ("difference", "y_center", "y_scale", "x_center", "x_scale", "model",
+    __slots__ = ("difference", "log", "y_center", "y_scale", "x_center", "x_scale", "model",
                  "weight")
 
-    def __init__(self, difference, y_center, y_scale, x_center, x_scale, model, weight=1.0):
+    def __init__(self, difference, y_center, y_scale, x_center, x_scale, model, weight=1.0,
+                 log=False):
         self.difference = int(difference)
+        self.log = bool(log)
         self.y_center, self.y_scale = y_center, y_scale
         self.x_center, self.x_scale = x_center, x_scale
         self.model, self.weight = model, weight
@@ -1289,7 +1433,23 @@ class _Member:
     def of(cls, forecaster, model, weight=1.0):
         """The forecaster's current transform with ``model``."""
         return cls(forecaster.difference_, forecaster._y_center, forecaster._y_scale,
-                   forecaster._x_center, forecaster._x_scale, model, weight)
+                   forecaster._x_center, forecaster._x_scale, model, weight, forecaster._log)
+
+    @classmethod
+    def naive(cls, period, n_series, k, m, weight=1.0):
+        """The seasonal naive forecast of ``period`` (no network, identity scaling)."""
+        return cls(period, [np.zeros(k)] * n_series, [np.ones(k)] * n_series,
+                   [np.zeros(m)] * n_series if m else [None] * n_series,
+                   [np.ones(m)] * n_series if m else [None] * n_series, None, weight)
+
+    @property
+    def name(self):
+        """How the candidate is called in ``candidate_weights_``."""
+        if self.model is None:
+            return "seasonal naive" if self.difference > 1 else "naive"
+        what = "levels" if self.difference == 0 else (
+            "differences" if self.difference == 1 else f"differences at lag {self.difference}")
+        return f"log {what}" if self.log else what
 
 
 def _combination_weights(mse):
@@ -1330,6 +1490,12 @@ class _ValidationScore:
 def _lagged_difference(y, lag):
     """``y[t] - y[t - lag]`` for ``t >= lag`` (``lag`` 0: ``y`` itself)."""
     return y if lag == 0 else y[lag:] - y[:-lag]
+
+
+def _seasonal_naive(y, origin, period, steps):
+    """The seasonal naive forecast (steps, k) of ``y`` from ``origin`` (the index of the last
+    observation it sees): the last ``period`` observations repeated."""
+    return y[origin + 1 - period + np.arange(steps) % period]
 
 
 def _positive_scale(scale):

@@ -91,6 +91,10 @@ def _hand_rolled(f, y, X_hist=None, X_future=None, steps=5):
     for member in f._members:
         f._activate(member)
         L, d = f.lookback_, f.difference_
+        if member.model is None:  # the seasonal naive forecast: the last season repeated
+            total = total + member.weight * np.stack([y[len(y) - d + j % d]
+                                                      for j in range(steps)])
+            continue
         levels = y.copy()
         start = len(f._transformed(levels, 0)) - L
         covs = None if X_hist is None else np.concatenate([X_hist, X_future])
@@ -188,8 +192,9 @@ def test_intervals_widen_with_the_horizon_and_coverage():
 def test_random_state_makes_fits_repeatable():
     y = _series(60)
     np.testing.assert_array_equal(_fit(y).predict(5), _fit(y).predict(5))
-    assert not np.array_equal(_fit(y).predict(5),
-                              RNNForecaster(random_state=1, **FAST).fit(y).predict(5))
+    assert not np.array_equal(_fit(y, naive_candidate=False).predict(5),
+                              RNNForecaster(random_state=1, naive_candidate=False,
+                                            **FAST).fit(y).predict(5))
 
 
 # --------------------------------------------------------------------------- update
@@ -197,7 +202,7 @@ def test_random_state_makes_fits_repeatable():
 
 def test_update_moves_the_origin_without_refitting():
     y = _series(70)
-    f = _fit(y[:60])
+    f = _fit(y[:60], naive_candidate=False)
     g = clone(f).set_params()  # unfitted copy
     weights = f._model.store.flat_params.copy() if hasattr(f._model.store, "flat_params") \
         else None
@@ -357,3 +362,121 @@ def test_load_reads_a_saved_forecaster(tmp_path, monkeypatch):
     g = loading.load(path)
     np.testing.assert_array_equal(g.predict(4), f.predict(4))
     assert g.get_params() == f.get_params()
+
+
+# --------------------------------------------------------------------------- log, naive
+
+
+def _positive(n=72, seed=0):
+    """A series whose seasonal amplitude grows with its level (multiplicative)."""
+    t = np.arange(n)
+    rng = np.random.RandomState(seed)
+    return np.exp(0.02 * t + 0.3 * np.sin(2 * np.pi * t / 6) + 0.02 * rng.randn(n)) * 10
+
+
+def test_log_transform_round_trip_and_forecast():
+    """The logarithm's transform and its inverse give the series back, and a log fit
+    forecasts positive values with the hand-rolled loop's recursion."""
+    y = _positive()
+    f = _fit(y, transform="log", difference=1)
+    assert f.log_weight_ == 1.0 and f.candidate_weights_ == {"log differences": 1.0}
+    u = f._transformed(y[:, None], 0)
+    scaled = u[None]  # what an exact network would forecast from the first observation
+    back = f._to_levels(scaled, y[None, :1, None], np.array([0]))
+    np.testing.assert_allclose(back[0, :, 0], y[1:], rtol=1e-10)
+    pred = f.predict(8)
+    lower, upper = f.predict_interval(8)
+    assert np.all(pred > 0) and np.all(lower <= pred) and np.all(pred <= upper)
+    np.testing.assert_allclose(pred, _hand_rolled_log(f, y, 8), rtol=1e-9)
+
+
+def _hand_rolled_log(f, y, steps):
+    """Forecasts of a one-network log fit, re-running the network over a growing window."""
+    L, d = f.lookback_, f.difference_
+    levels = y[:, None].copy()
+    start = len(f._transformed(levels, 0)) - L
+    for _ in range(steps):
+        rows = f._transformed(levels, 0)[start:]
+        out = f._model.predict(rows[None], np.array([len(rows)]))
+        nxt = out[0, -1] * f._y_scale[0] + f._y_center[0]
+        nxt = np.exp(nxt + (np.log(levels[len(levels) - d]) if d else 0.0))
+        levels = np.concatenate([levels, nxt[None]])
+    return levels[-steps:, 0]
+
+
+def test_log_transform_needs_positive_values():
+    y = _series(60)  # crosses zero
+    with pytest.raises(ValueError, match="transform='log' needs strictly positive.*y has"):
+        _fit(y, transform="log")
+    with pytest.raises(ValueError, match=r"y\[1\] has"):
+        _fit([_positive(60), -_positive(60)], transform="log")
+    with pytest.raises(ValueError, match="transform"):
+        _fit(_positive(), transform="sqrt")
+    # "auto" tries the logarithm only where every value is positive
+    f = _fit(y, transform="auto")
+    assert f.log_weight_ == 0.0 and not any("log" in k for k in f.candidate_scores_)
+    g = _fit(_positive(), transform="auto")
+    assert {"levels", "differences", "log levels", "log differences"} <= set(
+        g.candidate_scores_)
+    assert sum(g.candidate_weights_.values()) == pytest.approx(1.0)
+
+
+def test_naive_candidate_is_weighed_and_saved():
+    """The seasonal naive forecast is a candidate scored on held-out data; where the tiny
+    networks of a few epochs forecast worse, it gets all the weight and the forecast is the
+    last season repeated, with intervals from its held-out errors."""
+    y = _positive()
+    f = _fit(y, naive_candidate=True, seasonal_period=6)
+    assert {"levels", "differences", "seasonal naive"} == set(f.candidate_scores_)
+    assert f.candidate_weights_ == {"seasonal naive": 1.0} and f.difference_weights_ == {}
+    assert f.difference_ == 6 and f.n_iter_ == 0 and f.validation_epochs_ is None
+    np.testing.assert_allclose(f.predict(8), np.concatenate([y[-6:], y[-6:-4]]))
+    lower, upper = f.predict_interval(8)
+    assert np.all(lower < f.predict(8)) and np.all(f.predict(8) < upper)
+    buf = io.BytesIO()
+    write_archive(buf, *f._to_archive())
+    buf.seek(0)
+    g = RNNForecaster._from_archive(*read_archive(buf)[1:])
+    np.testing.assert_array_equal(g.predict(8), f.predict(8))
+    assert g.candidate_weights_ == f.candidate_weights_
+    assert g.candidate_scores_ == pytest.approx(f.candidate_scores_)
+    # without held-out data there is nothing to weigh it by: networks only
+    h = _fit(y, naive_candidate=True, validation_fraction=0.0)
+    assert h.calibrated_on_ == "in-sample" and "seasonal naive" not in h.candidate_weights_
+
+
+def test_log_and_naive_fits_are_repeatable_and_persist(tmp_path):
+    y = _positive()
+    params = dict(transform="auto", naive_candidate=True)
+    a, b = _fit(y, **params), _fit(y, **params)
+    np.testing.assert_array_equal(a.predict(5), b.predict(5))
+    assert a.candidate_weights_ == b.candidate_weights_
+    c = clone(a)
+    assert c.get_params()["transform"] == "auto" and c.get_params()["naive_candidate"]
+    p = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(p.predict(5), a.predict(5))
+    path = tmp_path / "f.npz"
+    a.save(path)
+    buf = io.BytesIO()
+    write_archive(buf, *a._to_archive())
+    buf.seek(0)
+    g = RNNForecaster._from_archive(*read_archive(buf)[1:])
+    np.testing.assert_array_equal(g.predict(5), a.predict(5))
+    for lo, hi in zip(g.predict_interval(5), a.predict_interval(5)):
+        np.testing.assert_array_equal(lo, hi)
+    assert g.log_weight_ == a.log_weight_
+
+
+def test_files_without_log_or_naive_entries_still_load():
+    """A file written before ``transform`` and ``naive_candidate`` (no member_logs,
+    member_networks or candidate_scores) reads as networks on the series itself."""
+    f = _fit(_series(60))
+    name, params, fitted, arrays = f._to_archive()
+    for key in ("member_logs", "member_networks", "candidate_scores"):
+        fitted.pop(key)
+    params = {k: v for k, v in params.items() if k not in ("transform", "naive_candidate")}
+    g = RNNForecaster._from_archive(params, fitted, arrays)
+    np.testing.assert_array_equal(g.predict(4), f.predict(4))
+    bad = dict(fitted, member_logs=(1,) * len(f._members))
+    with pytest.raises(ValueError, match="member_logs"):
+        RNNForecaster._from_archive(params, bad, arrays)

@@ -56,8 +56,8 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, lengths,
     step's projection goes through the gate columns of ``cache``, which the gates replace:
     copied there from ``proj``, or already there with ``over_cache`` (``proj`` unused)."""
     # row views of these carry no reference counts (see ``unmanaged``)
-    proj, b_hh, h0, lengths = unmanaged(proj), unmanaged(b_hh), unmanaged(h0), unmanaged(lengths)
-    out, cache, h_n, rec = unmanaged(out), unmanaged(cache), unmanaged(h_n), unmanaged(rec)
+    proj, b_hh, out, cache = unmanaged(proj), unmanaged(b_hh), unmanaged(out), unmanaged(cache)
+    h_n, rec = unmanaged(h_n), unmanaged(rec)
     steps = cache.shape[0]
     hid = w_hh.shape[1]
     copy_rows(h_n, h0, start, stop)
@@ -88,9 +88,8 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, lengths, reverse, out, col, cac
     recurrent GEMM then reads this step's rows from a contiguous block.
     """
     # row views of these carry no reference counts (see ``unmanaged``)
-    h0, lengths, out, cache = unmanaged(h0), unmanaged(lengths), unmanaged(out), unmanaged(cache)
-    grad_out, grad_h_n, d_ih = unmanaged(grad_out), unmanaged(grad_h_n), unmanaged(d_ih)
-    d_hh, grad_h0, dh_rec = unmanaged(d_hh), unmanaged(grad_h0), unmanaged(dh_rec)
+    out, cache, grad_out = unmanaged(out), unmanaged(cache), unmanaged(grad_out)
+    d_ih, d_hh, grad_h0 = unmanaged(d_ih), unmanaged(d_hh), unmanaged(grad_h0)
     steps = out.shape[0]
     hid = w_hh.shape[1]
     copy_rows(grad_h0, grad_h_n, start, stop)

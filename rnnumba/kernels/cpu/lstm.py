@@ -51,8 +51,7 @@ def _forward_rows(proj, over_cache, w_hh, w_hh_t, transposed, b_hh, h0, c0, leng
     step's projection is read from ``proj``, or with ``over_cache`` from the gate columns of
     ``cache`` (``proj`` unused); the gates go into those columns."""
     # row views of these carry no reference counts (see ``unmanaged``)
-    proj, b_hh, h0, c0 = unmanaged(proj), unmanaged(b_hh), unmanaged(h0), unmanaged(c0)
-    lengths, out, cache, h_n = unmanaged(lengths), unmanaged(out), unmanaged(cache), unmanaged(h_n)
+    proj, out, cache, h_n = unmanaged(proj), unmanaged(out), unmanaged(cache), unmanaged(h_n)
     c_n, rec = unmanaged(c_n), unmanaged(rec)
     steps = cache.shape[0]
     hid = w_hh.shape[1]
@@ -86,10 +85,8 @@ def _backward_rows(w_hh, w_hh_t, transposed, h0, c0, lengths, reverse, out, col,
     then unused) and, for the recurrent GEMM, into a contiguous block of this step's rows.
     """
     # row views of these carry no reference counts (see ``unmanaged``)
-    h0, c0, lengths, out = unmanaged(h0), unmanaged(c0), unmanaged(lengths), unmanaged(out)
-    cache, grad_out, grad_h_n = unmanaged(cache), unmanaged(grad_out), unmanaged(grad_h_n)
-    grad_c_n, d_ih, grad_h0 = unmanaged(grad_c_n), unmanaged(d_ih), unmanaged(grad_h0)
-    grad_c0, dh_rec = unmanaged(grad_c0), unmanaged(dh_rec)
+    cache, grad_out, d_ih = unmanaged(cache), unmanaged(grad_out), unmanaged(d_ih)
+    grad_h0, grad_c0 = unmanaged(grad_h0), unmanaged(grad_c0)
     steps = out.shape[0]
     hid = w_hh.shape[1]
     copy_rows(grad_h0, grad_h_n, start, stop)

@@ -74,8 +74,7 @@ def _forward_rows(proj, over_out, w_hh, w_hh_t, transposed, b_hh, h0, lengths, r
     ``over_out`` each step's projection is read from the output it becomes (``proj``
     unused)."""
     # row views of these carry no reference counts (see ``unmanaged``)
-    proj, b_hh, h0, lengths = unmanaged(proj), unmanaged(b_hh), unmanaged(h0), unmanaged(lengths)
-    out, h_n, rec = unmanaged(out), unmanaged(h_n), unmanaged(rec)
+    proj, out, h_n, rec = unmanaged(proj), unmanaged(out), unmanaged(h_n), unmanaged(rec)
     steps = out.shape[0]
     hidden = w_hh.shape[1]
     copy_rows(h_n, h0, start, stop)
@@ -100,9 +99,8 @@ def _backward_rows(w_hh, w_hh_t, transposed, lengths, reverse, act, out, col, gr
     """The BPTT time loop over steps ``first:last`` and batch rows ``start:stop``; step
     ``t``'s gate gradients go to ``d_ih[t - first]``; ``dh_rec`` is workspace."""
     # row views of these carry no reference counts (see ``unmanaged``)
-    lengths, out, grad_out = unmanaged(lengths), unmanaged(out), unmanaged(grad_out)
-    grad_h_n, d_ih, grad_h0 = unmanaged(grad_h_n), unmanaged(d_ih), unmanaged(grad_h0)
-    dh_rec = unmanaged(dh_rec)
+    out, grad_out, d_ih = unmanaged(out), unmanaged(grad_out), unmanaged(d_ih)
+    grad_h0 = unmanaged(grad_h0)
     hidden = w_hh.shape[1]
     copy_rows(grad_h0, grad_h_n, start, stop)
     dh = grad_h0[start:stop]

@@ -3,6 +3,7 @@ kernel contract: the projection and the gate gradients may live in the gate colu
 cache, and the output and input gradients may be views of batch-major arrays."""
 
 import inspect
+import platform
 
 import numpy as np
 import pytest
@@ -111,17 +112,31 @@ def _reference_weight_gradients(x, out, h0, lengths, reverse, d_ih, d_hh, w_ih):
 
 @pytest.mark.parametrize("narrow", [False, True], ids=["full-d_hh", "n-gate-d_hh"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("small_blocks", [False, True], ids=["whole", "chunked-split"])
-def test_weight_gradients_match_the_numpy_reference(reverse, small_blocks, narrow, monkeypatch):
-    """Whole products, and products in chunks of gate columns and time steps over threads;
-    ``d_hh`` whole or, as the GRU's spent cache gives it, its last gate only."""
+@pytest.mark.parametrize("path", ["compiled", "compiled-prange", "numpy-chunked-split",
+                                  "strided-columns"])
+def test_weight_gradients_match_the_numpy_reference(reverse, path, narrow, monkeypatch):
+    """The compiled kernel of small phases, in one call and split in a prange (one block
+    straddling the first column of a narrow ``d_hh``); the NumPy products in chunks of gate
+    columns and time steps over Python threads; and gate gradients whose columns are not
+    contiguous, which BLAS cannot read in place (NumPy then copies them). ``d_hh`` whole or,
+    as the GRU's spent cache gives it, its last gate only."""
     from threadpoolctl import threadpool_limits
 
     from rnnumba.kernels.cpu import _threads
-    if small_blocks:
+    if path == "compiled-prange":
+        if not _threads.prange_loops():
+            if platform.machine() in ("x86_64", "AMD64"):  # tbb is a dependency there
+                pytest.fail("Numba's TBB threading layer does not start")
+            pytest.skip("Numba has no TBB threading layer here")
+        monkeypatch.setattr(_threads, "PRANGE_GEMM_MIN_BLOCK_MACS", 1)
+    if path == "numpy-chunked-split":
         monkeypatch.setattr(common, "_GATE_COLUMNS", 5)  # the default column block
         monkeypatch.setattr(common, "_INPUT_GRAD_ELEMENTS", 2 * N * I)  # two steps at a time
         monkeypatch.setattr(_threads, "GEMM_MIN_BLOCK_MACS", 1)
+    compiled = []
+    original = common._compiled_gradients
+    monkeypatch.setattr(common, "_compiled_gradients",
+                        lambda *args: compiled.append(True) or original(*args))
     rng = np.random.default_rng(7)
     G = 3 * H
     lengths = np.array([5, 0, 2, 4], dtype=np.int64)
@@ -136,8 +151,13 @@ def test_weight_gradients_match_the_numpy_reference(reverse, small_blocks, narro
     grads = [np.full((G, I), 1.0), np.full((G, H), 2.0), np.full(G, 3.0), np.full(G, 4.0),
              np.full((N, T, I), 5.0).transpose(1, 0, 2)]  # added into, as the contract says
     given = d_hh[:, :, G - H:].copy() if narrow else d_hh
+    given_ih = d_ih
+    if path == "strided-columns":
+        given_ih = np.repeat(d_ih, 2, axis=2)[:, :, ::2]
+        given = np.repeat(given, 2, axis=2)[:, :, ::2]
     with threadpool_limits(limits=3, user_api="blas"):
-        common.weight_gradients(x, out, 0, h0, lengths, reverse, d_ih, given, w_ih, *grads)
+        common.weight_gradients(x, out, 0, h0, lengths, reverse, given_ih, given, w_ih, *grads)
+    assert compiled == ([True] if path.startswith("compiled") else [])
     want = _reference_weight_gradients(x, out, h0, lengths, reverse, d_ih, d_hh, w_ih)
     for name, got, expected, start in zip(NAMES[5:], grads, want, (1.0, 2.0, 3.0, 4.0, 5.0)):
         np.testing.assert_allclose(got, expected + start, rtol=1e-12, atol=1e-12, err_msg=name)

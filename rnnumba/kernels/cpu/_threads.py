@@ -56,6 +56,11 @@ _ELEMENTWISE_MACS = 16
 #: another thread costs tens of microseconds, as much as a small product itself.
 GEMM_MIN_BLOCK_MACS = 1 << 23
 
+#: A GEMM phase too small for the pool to split runs as one compiled kernel
+#: (``common.weight_gradients``), split through Numba's TBB layer from this many
+#: multiply-adds per block: a hand-off there costs a few microseconds.
+PRANGE_GEMM_MIN_BLOCK_MACS = 1 << 20
+
 #: An unsplit time loop (too few rows to share) hands BLAS its threads back when its
 #: per-step GEMM has more multiply-adds than this.
 SERIAL_STEP_MAX_MACS = 1 << 23

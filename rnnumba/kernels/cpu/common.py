@@ -5,6 +5,7 @@ single-threaded BLAS through ``np.matmul``, which releases the GIL (SciPy's f2py
 wrappers hold it, so their calls from several threads ran one after another).
 """
 
+import numba
 import numpy as np
 
 from . import _threads
@@ -196,7 +197,8 @@ def weight_gradients(x, out, col, h0, lengths, reverse, d_ih, d_hh, w_ih, grad_w
     macs = rows * gates * (x.shape[2] + hidden + (0 if grad_x is None else x.shape[2]))
     with single_threaded_blas() as threads:
         count = _block_count(macs, threads)
-        if count == 1 and _unit_columns(d_ih2, d_hh2, states, w_ih, grad_w_ih, grad_w_hh):
+        if count == 1 and not numba.config.DISABLE_JIT and _unit_columns(
+                d_ih2, d_hh2, states, h0_started, w_ih, grad_w_ih, grad_w_hh):
             first_ih, first_hh = d_ih2[first_rows], d_hh2[first_rows]
             _compiled_gradients(d_ih2, d_hh2, np.ascontiguousarray(x2),
                                 states[low - shift:high - shift], low, high, first_ih,
@@ -233,10 +235,10 @@ def _compiled_gradients(d_ih, d_hh, x, states, low, high, first_ih, first_hh, h0
     """:func:`weight_gradients` of a small phase through :func:`_gradient_blocks`: split
     in a ``prange`` where Numba's threading layer is TBB and each block gets
     ``PRANGE_GEMM_MIN_BLOCK_MACS``, else one call. ``x`` is ``(T*N, I)`` rows, ``ones`` a
-    ``(1, T*N)`` row, ``grad_x`` ``(T, N, I)`` or None."""
+    ``(1, T*N)`` row, ``grad_x`` ``(T, N, I)`` or None; every matrix has contiguous rows."""
     steps = x.shape[0] // batch
-    in_prange = _threads.prange_loops()
-    count = _block_count(macs, threads, _threads.PRANGE_GEMM_MIN_BLOCK_MACS) if in_prange else 1
+    count = (_block_count(macs, threads, _threads.PRANGE_GEMM_MIN_BLOCK_MACS)
+             if _threads.prange_loops() else 1)
     added_x = grad_x
     if grad_x is None:
         added_x, steps = np.empty((0, 0, 0), dtype=d_ih.dtype), 0
@@ -259,36 +261,73 @@ def _bounds(length, count):
 
 
 @kernel
+def _at(matrix):
+    """``(address, leading dimension)`` of a row-major matrix for :func:`._blas.gemm`: the
+    row stride in elements, at least the width and 1 (a single row's may be anything)."""
+    return matrix.ctypes.data, max(matrix.strides[0] // matrix.itemsize, matrix.shape[1], 1)
+
+
+@kernel
 def _gradient_blocks(d_ih, d_hh, x, states, low, high, first_ih, first_hh, h0_started, ones,
                      w_ih, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_x, batch, columns,
                      time_steps, start, stop):
     """Blocks ``start:stop`` of a small :func:`weight_gradients`: block ``k`` adds gate
     columns ``columns[k]:columns[k+1]`` of the weight and bias gradients and time steps
-    ``time_steps[k]:time_steps[k+1]`` of the input gradient, each product straight into
-    its gradient (:func:`._blas.gemm`, ``beta = 1``). ``d_hh`` holds the last
+    ``time_steps[k]:time_steps[k+1]`` of the input gradient, each product straight into its
+    gradient (:func:`._blas.gemm` on addresses, ``beta = 1``: taking views here instead
+    made this kernel take about 2 s to compile). ``d_hh`` holds the last
     ``d_hh.shape[1]`` gate columns (the others are ``d_ih``'s); gate rows ``low:high`` pair
     with ``states``, ``first_*`` (the rows of each row's first step) with ``h0_started``."""
-    gates = d_ih.shape[1]
+    item = d_ih.itemsize
+    double = item == 8
+    rows, gates = d_ih.shape
+    features, hidden, started = x.shape[1], h0_started.shape[1], first_ih.shape[0]
     shared = gates - d_hh.shape[1]
+    p_ih, ld_ih = _at(d_ih)
+    p_hh, ld_hh = _at(d_hh)
+    p_x, ld_x = _at(x)
+    p_states, ld_states = _at(states)
+    p_fih, ld_fih = _at(first_ih)
+    p_fhh, ld_fhh = _at(first_hh)
+    p_h0, ld_h0 = _at(h0_started)
+    p_ones, ld_ones = _at(ones)
+    p_gih, ld_gih = _at(grad_w_ih)
+    p_ghh, ld_ghh = _at(grad_w_hh)
+    p_gbih, ld_gbih = _at(grad_b_ih)
+    p_gbhh, ld_gbhh = _at(grad_b_hh)
     for k in range(start, stop):
         a, b = columns[k], columns[k + 1]
         cut = min(max(shared, a), b)  # no product straddles the first column of a narrow d_hh
         for lo, hi in ((a, cut), (cut, b)):
-            if hi <= lo:
+            width = hi - lo
+            if width <= 0:
                 continue
-            d_i = d_ih[:, lo:hi]
-            gemm(d_i, True, x, False, 1.0, grad_w_ih[lo:hi])
-            gemm(ones, False, d_i, False, 1.0, grad_b_ih[:, lo:hi])
+            d_i = p_ih + lo * item
             if hi <= shared:
-                d_h, f_h = d_i, first_ih[:, lo:hi]
+                d_h, ld_h, f_h, ld_f = d_i, ld_ih, p_fih + lo * item, ld_fih
             else:
-                d_h, f_h = d_hh[:, lo - shared:hi - shared], first_hh[:, lo - shared:hi - shared]
-            if high > low:
-                gemm(d_h[low:high], True, states, False, 1.0, grad_w_hh[lo:hi])
-            gemm(f_h, True, h0_started, False, 1.0, grad_w_hh[lo:hi])
-            gemm(ones, False, d_h, False, 1.0, grad_b_hh[:, lo:hi])
+                d_h, ld_h = p_hh + (lo - shared) * item, ld_hh
+                f_h, ld_f = p_fhh + (lo - shared) * item, ld_fhh
+            # grad_w_ih[lo:hi] += d_i.T @ x;  grad_b_ih[lo:hi] += ones @ d_i
+            gemm(double, True, False, width, features, rows, d_i, ld_ih, p_x, ld_x, 1.0,
+                 p_gih + lo * ld_gih * item, ld_gih)
+            gemm(double, False, False, 1, width, rows, p_ones, ld_ones, d_i, ld_ih, 1.0,
+                 p_gbih + lo * item, ld_gbih)
+            # grad_w_hh[lo:hi] += d_h[low:high].T @ states + f_h.T @ h0; grad_b_hh += ones @ d_h
+            gemm(double, True, False, width, hidden, high - low, d_h + low * ld_h * item,
+                 ld_h, p_states, ld_states, 1.0, p_ghh + lo * ld_ghh * item, ld_ghh)
+            gemm(double, True, False, width, hidden, started, f_h, ld_f, p_h0, ld_h0, 1.0,
+                 p_ghh + lo * ld_ghh * item, ld_ghh)
+            gemm(double, False, False, 1, width, rows, p_ones, ld_ones, d_h, ld_h, 1.0,
+                 p_gbhh + lo * item, ld_gbhh)
+        p_w, ld_w = _at(w_ih)
+        p_gx = grad_x.ctypes.data
+        step_stride = grad_x.strides[0] // item
+        ld_gx = max(grad_x.strides[1] // item, features, 1)
         for t in range(time_steps[k], time_steps[k + 1]):
-            gemm(d_ih[t * batch:(t + 1) * batch], False, w_ih, False, 1.0, grad_x[t])
+            # grad_x[t] += d_ih[t * batch:(t + 1) * batch] @ w_ih
+            gemm(double, False, False, batch, features, gates, p_ih + t * batch * ld_ih * item,
+                 ld_ih, p_w, ld_w, 1.0, p_gx + t * step_stride * item, ld_gx)
 
 
 def chunk_column_block(features, hidden):

@@ -97,6 +97,12 @@ _COMMON_PARAMETERS = """
     dropout : float in [0, 1), default=0.0
         Inverted dropout on the outputs of every recurrent layer but the last, while
         training.
+    forget_bias : float or None, default=1.0
+        LSTM only: the forget gate's bias starts at this value (PyTorch's ``bias_ih``
+        forget rows; its ``bias_hh`` forget rows start at 0), so the cell state is carried
+        across steps from the first epoch (Jozefowicz et al., 2015; Keras's
+        ``unit_forget_bias``). None keeps PyTorch's uniform draw. Ignored by the other
+        cells.
     return_sequences : bool, default=False
         One output per time step instead of one per sequence.
     solver : {"adam", "sgd"}, default="adam"
@@ -234,6 +240,7 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         "bidirectional": ["boolean", StrOptions({"auto"})],
         "activation": [StrOptions({"tanh", "relu"})],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "forget_bias": [Interval(numbers.Real, None, None, closed="neither"), None],
         "return_sequences": ["boolean"],
         "solver": [StrOptions({"adam", "sgd"})],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
@@ -269,8 +276,8 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     }
 
     def __init__(self, cell="lstm", hidden_layer_sizes=(64,), *, bidirectional="auto",
-                 activation="tanh", dropout=0.0, return_sequences=False, solver="adam",
-                 alpha=1e-3, batch_size="auto", learning_rate="adaptive",
+                 activation="tanh", dropout=0.0, forget_bias=1.0, return_sequences=False,
+                 solver="adam", alpha=1e-3, batch_size="auto", learning_rate="adaptive",
                  learning_rate_init=0.003, power_t=0.5, max_iter="auto", shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
@@ -282,6 +289,7 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         self.bidirectional = bidirectional
         self.activation = activation
         self.dropout = dropout
+        self.forget_bias = forget_bias
         self.return_sequences = return_sequences
         self.solver = solver
         self.alpha = alpha
@@ -444,7 +452,8 @@ class _BaseRNN(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             bidirectional=arch.bidirectional, nonlinearity=arch.activation,
             dropout=float(self.dropout), dtype=arch.dtype, device=device,
             random_state=np.random.RandomState(rng.randint(np.iinfo(np.int32).max)))
-        recurrent.initialize_layers([np.random.RandomState(seed) for seed in seeds])
+        recurrent.initialize_layers([np.random.RandomState(seed) for seed in seeds],
+                                    forget_bias=self.forget_bias)
         if arch.embedding_dim is None:
             input_layer = NumericInput(input_size, dtype)
         else:
@@ -890,8 +899,8 @@ class RNNClassifier(ClassifierMixin, TransformerMixin, _BaseRNN):
     }
 
     def __init__(self, cell="lstm", hidden_layer_sizes=(64,), *, bidirectional="auto",
-                 activation="tanh", dropout=0.0, return_sequences=False, solver="adam",
-                 alpha=1e-3, batch_size="auto", learning_rate="adaptive",
+                 activation="tanh", dropout=0.0, forget_bias=1.0, return_sequences=False,
+                 solver="adam", alpha=1e-3, batch_size="auto", learning_rate="adaptive",
                  learning_rate_init=0.003, power_t=0.5, max_iter="auto", shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
@@ -900,8 +909,9 @@ class RNNClassifier(ClassifierMixin, TransformerMixin, _BaseRNN):
                  patch_size="auto", class_weight=None, device="auto", dtype="float32"):
         super().__init__(
             cell=cell, hidden_layer_sizes=hidden_layer_sizes, bidirectional=bidirectional,
-            activation=activation, dropout=dropout, return_sequences=return_sequences,
-            solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            activation=activation, dropout=dropout, forget_bias=forget_bias,
+            return_sequences=return_sequences, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate,
             learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
             shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,

@@ -341,6 +341,10 @@ class RNNForecaster(BaseEstimator):
         The recurrent cell.
     hidden_layer_sizes : array-like of int, default=(32,)
         Units of each stacked recurrent layer.
+    forget_bias : float or None, default=None
+        LSTM only: the forget gate's bias starts at this value (``bias_ih``'s forget rows;
+        ``bias_hh``'s start at 0), as the classifier's and regressor's ``forget_bias``.
+        None keeps PyTorch's uniform draw: 1.0 forecast worse on the development splits.
     lookback : int or "auto", default="auto"
         Steps of history a training window holds and a forecast starts from. ``"auto"``:
         twice the seasonal period, at least 16, at most a third of the shortest series.
@@ -492,6 +496,7 @@ class RNNForecaster(BaseEstimator):
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "refit": ["boolean"],
         "n_ensemble": [Interval(numbers.Integral, 1, None, closed="left")],
+        "forget_bias": [Interval(numbers.Real, None, None, closed="neither"), None],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -505,14 +510,15 @@ class RNNForecaster(BaseEstimator):
         "dtype": [StrOptions({"float32", "float64"})],
     }
 
-    def __init__(self, cell="lstm", hidden_layer_sizes=(32,), *, lookback="auto",
-                 seasonal_period="auto", difference="auto", transform="none",
+    def __init__(self, cell="lstm", hidden_layer_sizes=(32,), *, forget_bias=None,
+                 lookback="auto", seasonal_period="auto", difference="auto", transform="none",
                  naive_candidate=False, strategy="recursive", horizon="auto",
                  validation_fraction=0.2, refit=True, n_ensemble=1, alpha=1e-4, batch_size=32,
                  learning_rate_init=0.005, max_iter=200, n_iter_no_change=20, tol=0.0,
                  clip_norm=1.0, random_state=None, verbose=False, device="cpu", dtype="float32"):
         self.cell = cell
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.forget_bias = forget_bias
         self.lookback = lookback
         self.seasonal_period = seasonal_period
         self.difference = difference
@@ -883,7 +889,8 @@ class RNNForecaster(BaseEstimator):
         recurrent = Recurrent(self.cell, input_size=n_in, hidden_size=list(sizes), dtype=self.dtype,
                               device=self.device_, random_state=np.random.RandomState(
                                   rng.randint(np.iinfo(np.int32).max)))
-        recurrent.initialize_layers([np.random.RandomState(s) for s in seeds])
+        recurrent.initialize_layers([np.random.RandomState(s) for s in seeds],
+                                    forget_bias=self.forget_bias)
         return SequenceModel(NumericInput(n_in, dtype), recurrent, head)
 
     def _train(self, series, init_seed, shuffle_seed, validation=None, epochs=None):

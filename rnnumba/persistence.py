@@ -220,14 +220,23 @@ def label_array(labels):
     return labels
 
 
+#: Parameters added after format version 2 was written, with the value that reproduces what
+#: an estimator saved before them did.
+_FORMER_DEFAULTS = {"forget_bias": None}
+
+
 def estimator_from_params(cls, params):
     """A new ``cls`` with the stored ``params``, checked by the estimator's own validation
     (an unknown name or a bad value is a ``ValueError``)."""
     est = cls()
-    unknown = set(params) - set(est.get_params(deep=False))
+    known = est.get_params(deep=False)
+    unknown = set(params) - set(known)
     if unknown:
         raise ValueError(f"unknown parameters in file: {sorted(unknown)}")
-    est.set_params(**params)
+    # a file written before a parameter existed: what the estimator did then
+    former = {name: value for name, value in _FORMER_DEFAULTS.items()
+              if name in known and name not in params}
+    est.set_params(**former, **params)
     est._validate_params()
     return est
 

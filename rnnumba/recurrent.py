@@ -177,9 +177,26 @@ class Recurrent(ParameterOwner):
         else:
             self.initialize_layers([self._rng] * self.num_layers)
 
-    def initialize_layers(self, rngs):
+    def initialize_layers(self, rngs, forget_bias=None):
         """Draw each layer's weights from its own generator (``rngs``, one per layer), as
-        :meth:`reset_parameters` draws them."""
+        :meth:`reset_parameters` draws them.
+
+        Parameters
+        ----------
+        rngs : sequence of RandomState
+            One generator per layer.
+        forget_bias : float or None, default=None
+            LSTM only (ignored by the other cells): after the draw, the forget gate's rows
+            of every ``bias_ih`` are set to this value and those of every ``bias_hh`` to 0,
+            so the gate starts at ``sigmoid(forget_bias)`` on average and the cell state is
+            carried across steps from the start (Jozefowicz et al., 2015; Keras's
+            ``unit_forget_bias``). None keeps PyTorch's uniform draw.
+        """
+        if forget_bias is not None and (isinstance(forget_bias, (bool, np.bool_))
+                                        or not isinstance(forget_bias, numbers.Real)
+                                        or not np.isfinite(forget_bias)):
+            raise ValueError(f"forget_bias must be a finite number or None, got "
+                             f"{forget_bias!r}")
         params = self._store.views(self._prefix)
         flat = self.flat_params
         base = flat.__array_interface__["data"][0]
@@ -189,6 +206,11 @@ class Recurrent(ParameterOwner):
             start = (first.__array_interface__["data"][0] - base) // flat.itemsize
             stop = (last.__array_interface__["data"][0] + last.nbytes - base) // flat.itemsize
             init_uniform(flat[start:stop], hidden, rng)
+        if forget_bias is not None and self.cell == "lstm":
+            for name, bias in params.items():
+                if name.startswith("bias_"):
+                    hidden = bias.shape[0] // 4  # gate rows i, f, g, o
+                    bias[hidden:2 * hidden] = forget_bias if name.startswith("bias_ih") else 0.0
 
     def train(self, mode=True):
         """Switch dropout on (``mode=True``) or off; returns ``self``."""

@@ -454,6 +454,9 @@ def test_bad_inputs_at_predict_and_params():
         RNNRegressor(cell="lstm", activation="relu").fit(X, y)
     with pytest.raises(ValueError):
         RNNRegressor(hidden_layer_sizes=(4, 0)).fit(X, y)
+    for forget_bias in (np.nan, np.inf, "1"):
+        with pytest.raises(ValueError, match="forget_bias"):
+            RNNRegressor(forget_bias=forget_bias, **FAST).fit(X, y)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         RNNRegressor(**FAST).fit(X, y[:-1])
     with pytest.raises(ValueError, match="class"):
@@ -626,6 +629,35 @@ def test_new_parameters_travel_with_save_and_load(tmp_path):
     again = rnnumba.load(tmp_path / "t.npz")
     assert again.vocabulary_size_ == 3
     np.testing.assert_array_equal(again.predict_proba(tokens), clf.predict_proba(tokens))
+
+
+@pytest.mark.parametrize("forget_bias", [1.0, -0.5, None])
+@pytest.mark.parametrize("cls", [RNNRegressor, RNNClassifier])
+def test_forget_bias_is_where_the_lstm_starts(monkeypatch, cls, forget_bias):
+    """The estimators' LSTM starts with its forget-gate rows at ``forget_bias`` (``bias_ih``)
+    and 0 (``bias_hh``) in every layer and direction; None leaves PyTorch's uniform draw."""
+    from rnnumba import Recurrent
+    started = []
+    original = Recurrent.initialize_layers
+
+    def spy(self, rngs, forget_bias=None):
+        original(self, rngs, forget_bias=forget_bias)
+        started.append(self.state_dict())
+
+    monkeypatch.setattr(Recurrent, "initialize_layers", spy)
+    X, y = _small(n=30)
+    cls(hidden_layer_sizes=(4, 4), max_iter=1, random_state=0,
+        forget_bias=forget_bias).fit(X, y if cls is RNNRegressor else y > 0)
+    (weights,) = started
+    biases = [key for key in weights if key.startswith("bias_")]
+    assert len(biases) == 8  # two layers, two directions
+    for key in biases:
+        forget = weights[key][4:8]
+        if forget_bias is None:
+            assert np.all(np.abs(forget) <= 0.5) and np.unique(forget).size == 4
+        else:
+            np.testing.assert_array_equal(
+                forget, forget_bias if key.startswith("bias_ih") else 0.0)
 
 
 def test_bidirectional_auto_reads_both_ways_only_for_whole_sequence_outputs():

@@ -205,6 +205,25 @@ def test_version_1_files_still_load():
         np.testing.assert_allclose(got, reference[name], rtol=1e-12, atol=1e-14)
 
 
+def test_files_from_before_a_parameter_keep_its_former_value(fitted, tmp_path):
+    """A file saved before ``forget_bias`` existed loads with ``forget_bias=None`` (the
+    uniform draw that estimator was initialised with), not with today's default."""
+    X, models = fitted
+    path, old = tmp_path / "new.npz", tmp_path / "old.npz"
+    models["clf"].save(path)
+    assert rnnumba.load(path).forget_bias == 1.0
+
+    def drop_forget_bias(arrays):
+        meta = _meta(arrays)
+        del meta["params"]["forget_bias"]
+        _set_meta(arrays, meta)
+
+    _rewrite(path, old, drop_forget_bias)
+    loaded = rnnumba.load(old)
+    assert loaded.forget_bias is None
+    np.testing.assert_array_equal(loaded.predict_proba(X), models["clf"].predict_proba(X))
+
+
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         rnnumba.load(tmp_path / "nope.npz")

@@ -166,6 +166,35 @@ def test_default_init_is_uniform_in_inverse_sqrt_hidden(cell):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_forget_bias_sets_only_the_lstm_forget_rows(cell):
+    """``initialize_layers(forget_bias=b)``: the draw is unchanged but for the LSTM's
+    forget-gate rows (gate order i, f, g, o), ``b`` in ``bias_ih`` and 0 in ``bias_hh``, in
+    every layer and direction; the other cells ignore it."""
+    def drawn(forget_bias):
+        model = make_model(cell, num_layers=2, bidirectional=True, hidden_size=5)
+        model.initialize_layers([np.random.RandomState(1), np.random.RandomState(2)],
+                                forget_bias=forget_bias)
+        return model.state_dict()
+
+    plain, opened = drawn(None), drawn(1.5)
+    forget = slice(5, 10)
+    for key, value in plain.items():
+        expected = value.copy()
+        if cell == "lstm" and key.startswith("bias_"):
+            expected[forget] = 1.5 if key.startswith("bias_ih") else 0.0
+        np.testing.assert_array_equal(opened[key], expected, err_msg=key)
+    if cell == "lstm":
+        assert sum(key.startswith("bias_ih") for key in plain) == 4
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, "1", True])
+def test_forget_bias_must_be_a_finite_number(value):
+    model = make_model("lstm")
+    with pytest.raises(ValueError, match="forget_bias"):
+        model.initialize_layers([np.random.RandomState(0)], forget_bias=value)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_same_random_state_gives_same_weights(cell):
     a = make_model(cell, num_layers=2, bidirectional=True, random_state=7).state_dict()
     b = make_model(cell, num_layers=2, bidirectional=True, random_state=7).state_dict()

@@ -38,12 +38,13 @@ def data(seed=0):
 def fit_rnnumba(X_train, y_train, X_test, y_test, dtype, seed):
     from rnnumba import RNNClassifier
     # the recipe PyTorch runs below, stated: the defaults now differ (both directions, max
-    # pooling, scaled inputs, a plateau schedule, steps in batches of another size)
+    # pooling, scaled inputs, a plateau schedule, steps in batches of another size, the
+    # forget gate's bias)
     clf = RNNClassifier(cell="lstm", hidden_layer_sizes=(64,), dtype=dtype,
                         bidirectional=False, pooling="last", scale=False, patch_size=1,
                         learning_rate="constant", learning_rate_init=0.01, batch_size=64,
                         alpha=1e-4, clip_norm=5.0, max_iter=200, n_iter_no_change=10,
-                        tol=1e-4, random_state=seed)
+                        tol=1e-4, forget_bias=None, random_state=seed)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -133,7 +133,8 @@ def run_fit(args, opts, gemm):
                             batch_size=batch, learning_rate_init=lr, n_iter_no_change=epochs,
                             tol=0.0, clip_norm=5.0, dtype="float32", device="cpu",
                             learning_rate="constant", alpha=1e-4, pooling="last",
-                            scale=False, patch_size=1, bidirectional=False, random_state=0)
+                            scale=False, patch_size=1, bidirectional=False, forget_bias=None,
+                            random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             clf.fit(X_train, y_train)

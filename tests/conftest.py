@@ -15,3 +15,19 @@ def torch():
     torch.set_num_threads(1)
     yield torch
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def initializations(monkeypatch):
+    """Every ``Recurrent.initialize_layers`` call made while the test runs, as
+    ``(forget_bias, state_dict after the call)``."""
+    from rnnumba import Recurrent
+    calls = []
+    original = Recurrent.initialize_layers
+
+    def recorded(self, rngs, forget_bias=None):
+        original(self, rngs, forget_bias=forget_bias)
+        calls.append((forget_bias, self.state_dict()))
+
+    monkeypatch.setattr(Recurrent, "initialize_layers", recorded)
+    return calls

@@ -633,22 +633,13 @@ def test_new_parameters_travel_with_save_and_load(tmp_path):
 
 @pytest.mark.parametrize("forget_bias", [1.0, -0.5, None])
 @pytest.mark.parametrize("cls", [RNNRegressor, RNNClassifier])
-def test_forget_bias_is_where_the_lstm_starts(monkeypatch, cls, forget_bias):
+def test_forget_bias_is_where_the_lstm_starts(initializations, cls, forget_bias):
     """The estimators' LSTM starts with its forget-gate rows at ``forget_bias`` (``bias_ih``)
     and 0 (``bias_hh``) in every layer and direction; None leaves PyTorch's uniform draw."""
-    from rnnumba import Recurrent
-    started = []
-    original = Recurrent.initialize_layers
-
-    def spy(self, rngs, forget_bias=None):
-        original(self, rngs, forget_bias=forget_bias)
-        started.append(self.state_dict())
-
-    monkeypatch.setattr(Recurrent, "initialize_layers", spy)
     X, y = _small(n=30)
     cls(hidden_layer_sizes=(4, 4), max_iter=1, random_state=0,
         forget_bias=forget_bias).fit(X, y if cls is RNNRegressor else y > 0)
-    (weights,) = started
+    ((_, weights),) = initializations
     biases = [key for key in weights if key.startswith("bias_")]
     assert len(biases) == 8  # two layers, two directions
     for key in biases:

@@ -19,7 +19,9 @@ Usage::
 ``--set name=value`` overrides an estimator parameter (a Python literal) in every fit, to
 compare candidate defaults; the table and the JSON written to ``benchmarks/results/`` say
 which parameters were set. ``--no-anchors`` reuses each data set's anchors from the newest
-result file that computed them.
+result file that computed them. ``--seeds 3`` fits each estimator with ``random_state`` 0,
+1 and 2 (from ``--seed``) and reports the mean of each score (every run is in the JSON):
+on sets of a few dozen training series one seed moves a score by a point or more.
 """
 
 import argparse
@@ -62,6 +64,12 @@ def fit_ours(name, cell, params, seed=0):
     return result
 
 
+def mean_of_runs(runs):
+    """The mean of each number over the seeds' runs, with the runs themselves."""
+    mean = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
+    return dict(mean, runs=runs) if len(runs) > 1 else runs[0]
+
+
 def run_anchors(name, threads):
     task = SEQUENCE_DATASETS[name]["task"]
     X_train, y_train, X_test, y_test = load_sequences(name)
@@ -95,8 +103,10 @@ def _latest_anchors():
     return anchors_by_set, sources
 
 
-def table(results, params):
-    lines = [f"rnnumba with only cell and random_state set{_params_text(params)}",
+def table(results, params, seeds=(0,)):
+    which = (f"random_state={seeds[0]}" if len(seeds) == 1
+             else f"mean over random_state {seeds[0]}-{seeds[-1]}")
+    lines = [f"rnnumba with only cell and random_state set{_params_text(params)}; {which}",
              "set                task  " + "  ".join(f"{c:>7}" for c in CELLS)
              + "      DTW  PyTorch   Ridge    mean   fit s (" + "/".join(CELLS) + ")"]
     for name, row in results.items():
@@ -132,6 +142,8 @@ def main(argv=None):
                              "that computed them")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="random_state seed..seed+n-1, scores averaged")
     parser.add_argument("--machine", default=f"{os.cpu_count()}-core-cpu")
     parser.add_argument("--output", help="JSON path (default benchmarks/results/...)")
     args = parser.parse_args(argv)
@@ -141,6 +153,9 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown data sets {unknown}; choose among {list(SEQUENCE_DATASETS)}")
     cells = [c for c in args.cells.split(",") if c]
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    seeds = list(range(args.seed, args.seed + args.seeds))
     from threadpoolctl import threadpool_limits
     reused, sources = ({}, None) if not args.no_anchors else _latest_anchors()
     results = {}
@@ -148,7 +163,8 @@ def main(argv=None):
         for name in names:
             row = results[name] = {}
             for cell in cells:
-                row[cell] = fit_ours(name, cell, params, args.seed)
+                row[cell] = mean_of_runs([fit_ours(name, cell, params, seed)
+                                          for seed in seeds])
                 print(f"{name} {cell}: {row[cell]}", file=sys.stderr, flush=True)
             if args.no_anchors:
                 if name in reused:
@@ -157,11 +173,12 @@ def main(argv=None):
                 row["anchors"] = run_anchors(name, args.threads)
                 print(f"{name} anchors: {json.dumps(row['anchors'])}", file=sys.stderr,
                       flush=True)
-    print(table(results, params))
+    print(table(results, params, seeds))
     if sources is not None:
         sources = {name: sources[name] for name in names if name in sources}
     records.write_record("realdata", args.machine, args.output, {
-        "params": params, "threads": args.threads, "seed": args.seed, "anchors_from": sources,
+        "params": params, "threads": args.threads, "seed": args.seed, "seeds": seeds,
+        "anchors_from": sources,
         "results": results})
     return 0
 

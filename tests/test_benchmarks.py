@@ -99,3 +99,14 @@ def test_runner_rejects_unknown_filter(tmp_path):
     proc = subprocess.run([sys.executable, RUNNER, "--only", "no-such-benchmark"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2
+
+
+def test_realdata_suite_averages_seeds(bench):
+    suite = bench("realdata_suite")
+    runs = [{"accuracy": 0.5, "fit_seconds": 1.0}, {"accuracy": 1.0, "fit_seconds": 3.0}]
+    mean = suite.mean_of_runs(runs)
+    assert mean["accuracy"] == 0.75 and mean["fit_seconds"] == 2.0 and mean["runs"] == runs
+    assert suite.mean_of_runs(runs[:1]) == runs[0]  # one seed: its numbers, as before
+    row = {"digits": {"lstm": dict(mean), "gru": dict(mean)}}
+    assert "mean over random_state 0-1" in suite.table(row, {}, [0, 1])
+    assert "random_state=0" in suite.table(row, {})

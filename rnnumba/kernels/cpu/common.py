@@ -295,6 +295,10 @@ def _gradient_blocks(d_ih, d_hh, x, states, low, high, first_ih, first_hh, h0_st
     p_ghh, ld_ghh = _at(grad_w_hh)
     p_gbih, ld_gbih = _at(grad_b_ih)
     p_gbhh, ld_gbhh = _at(grad_b_hh)
+    p_w, ld_w = _at(w_ih)
+    p_gx = grad_x.ctypes.data
+    step_stride = grad_x.strides[0] // item
+    ld_gx = max(grad_x.strides[1] // item, features, 1)
     for k in range(start, stop):
         a, b = columns[k], columns[k + 1]
         cut = min(max(shared, a), b)  # no product straddles the first column of a narrow d_hh
@@ -320,10 +324,6 @@ def _gradient_blocks(d_ih, d_hh, x, states, low, high, first_ih, first_hh, h0_st
                  p_ghh + lo * ld_ghh * item, ld_ghh)
             gemm(double, False, False, 1, width, rows, p_ones, ld_ones, d_h, ld_h, 1.0,
                  p_gbhh + lo * item, ld_gbhh)
-        p_w, ld_w = _at(w_ih)
-        p_gx = grad_x.ctypes.data
-        step_stride = grad_x.strides[0] // item
-        ld_gx = max(grad_x.strides[1] // item, features, 1)
         for t in range(time_steps[k], time_steps[k + 1]):
             # grad_x[t] += d_ih[t * batch:(t + 1) * batch] @ w_ih
             gemm(double, False, False, batch, features, gates, p_ih + t * batch * ld_ih * item,

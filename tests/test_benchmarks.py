@@ -110,3 +110,29 @@ def test_realdata_suite_averages_seeds(bench):
     row = {"digits": {"lstm": dict(mean), "gru": dict(mean)}}
     assert "mean over random_state 0-1" in suite.table(row, {}, [0, 1])
     assert "random_state=0" in suite.table(row, {})
+
+
+def test_gate_census_counts_widths_and_divisions(bench):
+    gates = bench("bench_gates")
+    asm = """
+    .text
+    .LBB0_1:
+        vmovups (%rdi), %ymm0
+        vdivps  %ymm1, %ymm0, %ymm0
+        vdivss  %xmm2, %xmm3, %xmm3
+        vfmadd213ps %zmm4, %zmm5, %zmm6
+        addq    $32, %rdi
+        # a comment
+    """
+    counts = gates.census(asm)
+    assert counts == {"zmm": 1, "ymm": 2, "xmm": 1, "divisions_packed": 1,
+                      "divisions_scalar": 1, "instructions": 5}
+
+
+def test_gate_measurement_reports_every_cell_and_size(bench):
+    gates = bench("bench_gates")
+    out = gates.measure([8], repeats=1)
+    assert set(out["ns_per_gate_element"]) == {"8"}
+    assert all(v > 0 for v in out["ns_per_gate_element"]["8"].values())
+    assert set(out["small_forward_backward_ms"]) == {"rnn", "lstm", "gru"}
+    assert out["forward_loop"]["instructions"] > 0

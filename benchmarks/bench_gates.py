@@ -130,8 +130,8 @@ def measure(hidden_sizes, repeats):
     out["small_forward_backward_ms"] = {}
     with threadpool_limits(1):
         for cell_name in c.CELLS:
-            rec_, X, G = c.make_ours(cell_name, "small")
-            step = c.ours_forward_backward(rec_, X, G)
+            layer, X, G = c.make_ours(cell_name, "small")
+            step = c.ours_forward_backward(layer, X, G)
             out["small_forward_backward_ms"][cell_name] = median_seconds(step, 5 * repeats) * 1e3
     return out
 

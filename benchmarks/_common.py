@@ -186,18 +186,26 @@ def calibrate(fn, min_sample=0.01):
 #: forward+backward of ours took 42 ms right after one of PyTorch's, 37 ms after 5 ms of
 #: sleep and 35.5 ms after 20 ms. Ours leave no thread spinning.
 PAUSE_BEFORE_SAMPLE = 0.02
+#: The first call after that pause is slow for both libraries (sleeping threads, cold
+#: caches): at the small LSTM size, 1.59 against 1.20-1.34 ms for ours and 2.10 against
+#: 1.32-1.42 ms for PyTorch's (median of 20 pauses, calls 2-6 after it). A training loop
+#: calls back to back, so each sample starts with this many untimed calls.
+SETTLE_CALLS = 1
 
 
-def interleaved(fns, repeats, warmup=2, min_sample=0.01, budget=None):
+def interleaved(fns, repeats, warmup=2, min_sample=0.01, budget=None, settle=None):
     """Time several callables in the same process with interleaved repeats.
 
     ``fns`` maps a name to a no-argument callable. Each gets ``warmup`` untimed calls, then
     every repeat times each callable once in turn (in a rotating order, so that none
     always runs first), ``number`` calls per sample, each sample after
-    ``PAUSE_BEFORE_SAMPLE`` of idle time. ``budget`` (seconds) lowers the number of repeats,
-    to at least 5, when the callables are slow. Returns ``{name: spread(per-call seconds)}``.
+    ``PAUSE_BEFORE_SAMPLE`` of idle time and ``settle`` untimed calls (default
+    ``SETTLE_CALLS``; 0 where one call is long enough to make the first call's extra cost
+    negligible). ``budget`` (seconds) lowers the number of repeats, to at least 5, when the
+    callables are slow. Returns ``{name: spread(per-call seconds)}``.
     """
     names = list(fns)
+    settle = SETTLE_CALLS if settle is None else settle
     for name in names:
         for _ in range(warmup):
             fns[name]()
@@ -215,6 +223,8 @@ def interleaved(fns, repeats, warmup=2, min_sample=0.01, budget=None):
         for name in order:
             fn, n = fns[name], number[name]
             time.sleep(PAUSE_BEFORE_SAMPLE)
+            for _ in range(settle):
+                fn()
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()

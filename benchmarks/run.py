@@ -173,7 +173,8 @@ def run_fit(args, opts, gemm):
         fns["torch"] = torch_fit
     else:
         torch_note = "torch not installed"
-    stats = c.interleaved(fns, repeats=max(1, opts.repeats // 4), warmup=1, min_sample=0.0)
+    stats = c.interleaved(fns, repeats=max(1, opts.repeats // 4), warmup=1, min_sample=0.0,
+                          settle=0)  # a sample is a whole fit
     out = {"kind": "fit", "config": config, "ours": stats["ours"],
            "torch": stats.get("torch"), "torch_note": torch_note, "accuracy": accuracy}
     out["ratio"] = (stats["torch"]["median"] / stats["ours"]["median"]
@@ -422,6 +423,8 @@ def main(argv=None):
             "only": opts.only, "environment": _environment(), "load_before": _load(),
             "method": {"repeats": opts.repeats, "warmup": opts.warmup,
                        "budget_s_per_benchmark": opts.budget, "interleaved": True,
+                       "pause_s_before_sample": c.PAUSE_BEFORE_SAMPLE,
+                       "untimed_calls_before_sample": c.SETTLE_CALLS,
                        "dtype": c.DTYPE, "threads": c.TORCH_THREADS,
                        "threads_note": "torch.set_num_threads and our BLAS/Numba threads",
                        "statistic": "median and IQR of per-call seconds",

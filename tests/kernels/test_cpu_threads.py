@@ -186,6 +186,96 @@ def test_blas_is_single_threaded_inside_and_restored_after(split_everything):
     assert before == after == [2] * len(before)
 
 
+def test_unsplit_loop_with_a_large_step_gemm_gets_blas_threads_inside_a_call():
+    # one block of 4 rows; the per-step GEMM 4 x 4096 x 1024 is over SERIAL_STEP_MAX_MACS
+    large, small = (3, 4, 4096, 1024), (3, 4, 128, 32)
+    assert 4 * 4096 * 1024 > _threads.SERIAL_STEP_MAX_MACS >= 4 * 128 * 32
+    seen = []
+
+    def row_kernel(start, stop):
+        seen.append(_blas_threads())
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = _blas_threads()
+        with _threads.single_threaded_blas():  # a call's own context (backend.compute)
+            _threads.run_over_rows(row_kernel, large)
+            seen.append(_blas_threads())  # single-threaded again for the rest of the call
+            _threads.run_over_rows(row_kernel, small)
+        seen.append(_blas_threads())
+    one = [1] * len(two)
+    assert two == [2] * len(two)
+    assert seen == [two, one, one, two]
+    assert _threads._entered == 0 and not _threads._handed_back
+
+
+class _FakeBlas:
+    """A BLAS library's thread setting, the same from every thread (OpenBLAS ignores a
+    setting made from another thread once the main thread has made one)."""
+
+    def __init__(self, threads):
+        self.threads = threads
+
+    def get_num_threads(self):
+        return self.threads
+
+    def set_num_threads(self, threads):
+        self.threads = threads
+
+
+@pytest.fixture
+def fake_blas(monkeypatch):
+    assert _threads._entered == 0
+    blas = _FakeBlas(2)
+    monkeypatch.setattr(_threads, "_blas", [blas])
+    return blas
+
+
+def test_unsplit_loop_keeps_blas_single_threaded_beside_another_call(fake_blas):
+    inside, release = threading.Event(), threading.Event()
+    seen = []
+
+    def other_call():
+        with _threads.single_threaded_blas():
+            inside.set()
+            release.wait(30)
+
+    with _threads.single_threaded_blas():
+        worker = threading.Thread(target=other_call)
+        worker.start()
+        try:
+            assert inside.wait(30)
+            _threads.run_over_rows(lambda start, stop: seen.append(fake_blas.threads),
+                                   (3, 4, 4096, 1024))
+            seen.append(fake_blas.threads)
+        finally:
+            release.set()
+            worker.join(30)
+    seen.append(fake_blas.threads)
+    assert seen == [1, 1, 2]
+
+
+def test_a_call_starting_beside_an_unsplit_loop_takes_blas_threads_back(fake_blas):
+    seen = []
+
+    def other_call():
+        with _threads.single_threaded_blas():
+            seen.append(fake_blas.threads)
+
+    def row_kernel(start, stop):
+        seen.append(fake_blas.threads)  # handed back to the loop
+        worker = threading.Thread(target=other_call)
+        worker.start()
+        worker.join(30)
+        seen.append(fake_blas.threads)  # the other call took them away
+
+    with _threads.single_threaded_blas():
+        _threads.run_over_rows(row_kernel, (3, 4, 4096, 1024))
+        seen.append(fake_blas.threads)
+    seen.append(fake_blas.threads)
+    assert seen == [2, 1, 1, 1, 2]
+    assert _threads._entered == 0 and not _threads._handed_back
+
+
 def test_thread_count_follows_the_blas_limit(split_everything):
     _run("gru", "tanh", threads=1, bidirectional=False, num_layers=1)
     assert split_everything and all(len(blocks) == 1 for blocks in split_everything)

@@ -21,7 +21,6 @@ apply to rnnumba as they apply to NumPy.
 """
 
 import concurrent.futures
-import contextlib
 import ctypes
 import os
 import sys
@@ -67,8 +66,12 @@ SERIAL_STEP_MAX_MACS = 1 << 23
 
 _lock = threading.Lock()
 _blas = None            # threadpoolctl controllers of the loaded BLAS libraries
-_entered = 0            # calls running now (they overlap when users run threads)
+# contexts open now, on every thread: calls overlap when users run threads, and a call's
+# phases open theirs inside the call's
+_entered = 0
+_local = threading.local()  # .depth: the contexts open on this thread
 _saved_threads = []     # each library's thread count before the first of them
+_handed_back = False    # BLAS has its threads back for an unsplit loop
 _executor = None
 _executor_workers = 0
 _layer_is_tbb = None    # what prange_loops found, once
@@ -82,13 +85,16 @@ def row_blocks(rows, threads, min_rows):
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Run the body with a single-threaded BLAS; yields the threads rnnumba may use."""
-    threads = _enter()
-    try:
-        yield threads
-    finally:
+class single_threaded_blas:
+    """Context in which BLAS runs single-threaded; ``with ... as threads`` gives the threads
+    rnnumba may use. (A class, not a generator: it is entered several times per call.)"""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        return _enter()
+
+    def __exit__(self, *exc_info):
         _leave()
 
 
@@ -246,7 +252,7 @@ def _tbb_candidates(name):
 
 
 def _enter():
-    global _blas, _entered
+    global _blas, _entered, _handed_back
     with _lock:
         if _blas is None:
             # SciPy's BLAS is the one Numba's np.dot calls: load it before selecting.
@@ -255,28 +261,42 @@ def _enter():
             _blas = ThreadpoolController().select(user_api="blas").lib_controllers
         if _entered == 0:
             _saved_threads[:] = [lib.get_num_threads() or 1 for lib in _blas]
-            for lib in _blas:
-                lib.set_num_threads(1)
+            _set_blas_threads(1)
+        elif _handed_back:  # another thread's call starts beside an unsplit loop
+            _set_blas_threads(1)
+            _handed_back = False
         _entered += 1
+        _local.depth = getattr(_local, "depth", 0) + 1
         return max(_saved_threads, default=1)
 
 
 def _restore_blas_threads():
-    """Give BLAS its own thread count back, unless another call running now needs it
-    single-threaded."""
+    """Give BLAS its own thread count back until the innermost context closes, unless
+    another thread's call running now needs it single-threaded."""
+    global _handed_back
     with _lock:
-        if _entered == 1:
-            for lib, threads in zip(_blas, _saved_threads):
-                lib.set_num_threads(threads)
+        if _entered == getattr(_local, "depth", 0):
+            _set_blas_threads(None)
+            _handed_back = True
 
 
 def _leave():
-    global _entered
+    global _entered, _handed_back
     with _lock:
         _entered -= 1
+        _local.depth = getattr(_local, "depth", 1) - 1  # none: opened before a fork
         if _entered == 0:
-            for lib, threads in zip(_blas, _saved_threads):
-                lib.set_num_threads(threads)
+            _set_blas_threads(None)
+        elif _handed_back:  # the unsplit loop is done; the call around it goes on
+            _set_blas_threads(1)
+        _handed_back = False
+
+
+def _set_blas_threads(threads):
+    """Every BLAS library to ``threads`` (None: the count saved when the first call began).
+    The caller holds ``_lock``."""
+    for lib, saved in zip(_blas, _saved_threads):
+        lib.set_num_threads(saved if threads is None else threads)
 
 
 def _pool(workers):
@@ -293,11 +313,13 @@ def _pool(workers):
 
 def _forget_after_fork():
     """A forked child has none of the parent's threads: start afresh."""
-    global _executor, _executor_workers, _entered, _lock
+    global _executor, _executor_workers, _entered, _lock, _local, _handed_back
     _executor = None
     _executor_workers = 0
     _entered = 0
+    _handed_back = False
     _lock = threading.Lock()
+    _local = threading.local()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
